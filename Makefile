@@ -1,0 +1,54 @@
+# ckptd: `make run` and `make test` do all set-up on a fresh Debian 12 machine.
+SHELL := /bin/bash
+VENV ?= $(HOME)/.cache/ckptd/venv
+export CKPTD_VENV := $(VENV)
+SWIFT ?= swift
+CONFIG ?= config/ckptd.toml
+PREFIX ?= /usr/local
+
+.PHONY: all setup setup-system setup-python build build-release run test swift-test interop lint bench fuzz install clean
+
+all: build
+
+setup-system:
+	@scripts/setup-system.sh
+
+setup-python:
+	@scripts/setup-python.sh
+
+setup: setup-system setup-python
+
+build: setup-system
+	$(SWIFT) build --build-tests -Xswiftc -warnings-as-errors
+
+build-release: setup-system
+	$(SWIFT) build -c release -Xswiftc -warnings-as-errors
+
+run: build-release
+	scripts/run-demo.sh .build/release/ckptd $(CONFIG)
+
+test: setup build lint swift-test interop
+
+swift-test:
+	$(SWIFT) test --skip-build
+
+interop: setup-python
+	CKPTD=$(CURDIR)/.build/debug/ckptd $(VENV)/bin/python -m pytest -q Tests/interop
+
+lint:
+	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
+
+bench: setup build-release
+	scripts/bench.sh
+
+fuzz: setup-system
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+install: build-release
+	install -D -m 0755 .build/release/ckptd $(DESTDIR)$(PREFIX)/bin/ckptd
+	install -D -m 0644 systemd/ckptd.service $(DESTDIR)/etc/systemd/system/ckptd.service
+	install -d $(DESTDIR)/etc/ckptd/watch.d
+	[ -f $(DESTDIR)/etc/ckptd/ckptd.toml ] || install -m 0644 config/ckptd.toml $(DESTDIR)/etc/ckptd/ckptd.toml
+
+clean:
+	rm -rf .build

@@ -1,0 +1,20 @@
+#ifndef CKPTD_CLINUX_SHIM_H
+#define CKPTD_CLINUX_SHIM_H
+/* Linux calls that Swift's Glibc module does not export (they need _GNU_SOURCE), wrapped once here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* renameat2(RENAME_NOREPLACE): rename that fails with EEXIST instead of replacing. */
+static inline int ckptd_rename_noreplace(const char *from, const char *to) {
+  return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1u /* RENAME_NOREPLACE */);
+}
+
+/* copy_file_range(2): in-kernel copy between two descriptors at explicit offsets. */
+static inline long ckptd_copy_file_range(int fd_in, long long *off_in, int fd_out, long long *off_out,
+                                         size_t len) {
+  return syscall(SYS_copy_file_range, fd_in, (loff_t *)off_in, fd_out, (loff_t *)off_out, len, 0u);
+}
+#endif

@@ -1,0 +1,4 @@
+#ifndef CKPTD_CZLIB_SHIM_H
+#define CKPTD_CZLIB_SHIM_H
+#include <zlib.h>
+#endif

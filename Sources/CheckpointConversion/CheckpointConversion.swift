@@ -1,0 +1,4 @@
+import CheckpointFormats
+
+/// Placeholder until the conversion engine lands.
+public enum CheckpointConversion {}

@@ -1,0 +1,5 @@
+import CInotifyTools
+import CheckpointFormats
+
+/// Placeholder until the daemon lands.
+public enum CheckpointDaemon {}

@@ -1,0 +1,153 @@
+import CLinux
+import Crypto
+import Glibc
+
+/// A file created "transactionally": written under a temporary name in its final folder and renamed
+/// into place only by `commit()`. Until then nothing exists under the final name; `abandon()` (or a
+/// thrown error followed by deinit) removes the temporary.
+///
+/// The temporary is created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so a planted file or symlink cannot
+/// redirect the write. Its name starts with `OutputFile.temporaryPrefix` so that a restart can find and
+/// remove leftovers of an interrupted run.
+public final class OutputFile {
+  /// Every temporary ckptd creates starts with this prefix.
+  public static let temporaryPrefix = ".ckptd-tmp."
+
+  /// The final path.
+  public let path: String
+  /// The temporary path the data goes to until `commit()`.
+  public let temporaryPath: String
+  /// The descriptor of the temporary file.
+  public let fd: Int32
+  /// Bytes written so far (the sequential write position).
+  public private(set) var position: Int64 = 0
+  private var finished = false
+  private var hasher: SHA256?
+
+  /// Creates the temporary for `path` with `mode` permission bits.
+  public init(path: String, mode: mode_t = 0o644, sha256: Bool = false) throws {
+    let (dir, base) = OutputFile.split(path)
+    var random = SystemRandomNumberGenerator()
+    let tag = String(random.next() as UInt64, radix: 36)
+    let temporary = (dir.isEmpty ? "" : dir + "/") + OutputFile.temporaryPrefix + base + "." + tag
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+    if fd < 0 {
+      let err = errno
+      throw CheckpointError(
+        .io, path: path, "cannot create \(temporary): \(String(cString: strerror(err)))", errno: err)
+    }
+    // The umask may have narrowed the bits; set them as asked.
+    _ = fchmod(fd, mode)
+    self.path = path
+    self.temporaryPath = temporary
+    self.fd = fd
+    self.hasher = sha256 ? SHA256() : nil
+  }
+
+  /// The lowercase hex SHA-256 of everything appended so far, if the file was opened with `sha256: true`.
+  public func sha256Hex() -> String? {
+    guard let hasher else { return nil }
+    return hasher.finalize().map { byte in
+      let hex = String(byte, radix: 16)
+      return byte < 16 ? "0" + hex : hex
+    }.joined()
+  }
+
+  deinit {
+    if !finished {
+      close(fd)
+      unlink(temporaryPath)
+    }
+  }
+
+  /// Appends all of `bytes`. The corresponding C function is `write(2)`.
+  public func write(_ bytes: UnsafeRawBufferPointer) throws {
+    var done = 0
+    while done < bytes.count {
+      guard let base = bytes.baseAddress else { return }
+      let n = Glibc.write(fd, base + done, bytes.count - done)
+      if n < 0 {
+        let err = errno
+        if err == EINTR { continue }
+        throw CheckpointError(.io, path: path, "write failed: \(String(cString: strerror(err)))", errno: err)
+      }
+      done += n
+    }
+    hasher?.update(bufferPointer: bytes)
+    position += Int64(bytes.count)
+  }
+
+  /// Appends an array of bytes (headers and records, not tensor data).
+  public func write(_ bytes: [UInt8]) throws {
+    try bytes.withUnsafeBytes { (raw) in try write(raw) }
+  }
+
+  /// Overwrites bytes at an absolute offset without moving the append position (not hashed: do not use
+  /// on a file opened with `sha256: true`). The corresponding C function is `pwrite(2)`.
+  public func write(_ bytes: [UInt8], at offset: Int64) throws {
+    try bytes.withUnsafeBytes { (raw) in
+      var done = 0
+      while done < raw.count {
+        guard let base = raw.baseAddress else { return }
+        let n = pwrite(fd, base + done, raw.count - done, off_t(offset + Int64(done)))
+        if n < 0 {
+          let err = errno
+          if err == EINTR { continue }
+          throw CheckpointError(.io, path: path, "write failed: \(String(cString: strerror(err)))", errno: err)
+        }
+        done += n
+      }
+    }
+  }
+
+  /// fsyncs the data, renames the temporary over the final name and fsyncs the folder.
+  /// With `replace == false` an existing file under the final name is an `.exists` error
+  /// (`renameat2(RENAME_NOREPLACE)`).
+  public func commit(replace: Bool = false) throws {
+    if fsync(fd) != 0 {
+      let err = errno
+      throw CheckpointError(.io, path: path, "fsync failed: \(String(cString: strerror(err)))", errno: err)
+    }
+    if close(fd) != 0 {
+      let err = errno
+      finished = true
+      unlink(temporaryPath)
+      throw CheckpointError(.io, path: path, "close failed: \(String(cString: strerror(err)))", errno: err)
+    }
+    finished = true
+    let result = replace ? rename(temporaryPath, path) : ckptd_rename_noreplace(temporaryPath, path)
+    if result != 0 {
+      let err = errno
+      unlink(temporaryPath)
+      if err == EEXIST {
+        throw CheckpointError(.exists, path: path, "already exists; not overwritten", errno: err)
+      }
+      throw CheckpointError(.io, path: path, "rename failed: \(String(cString: strerror(err)))", errno: err)
+    }
+    OutputFile.syncDirectory(OutputFile.split(path).0)
+  }
+
+  /// Closes and removes the temporary; nothing appears under the final name.
+  public func abandon() {
+    guard !finished else { return }
+    finished = true
+    close(fd)
+    unlink(temporaryPath)
+  }
+
+  /// fsyncs a folder so that renames in it are durable.
+  public static func syncDirectory(_ dir: String) {
+    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd >= 0 {
+      _ = fsync(fd)
+      close(fd)
+    }
+  }
+
+  /// Splits a path into folder and last component.
+  public static func split(_ path: String) -> (String, String) {
+    guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+    let dir = String(path[..<slash])
+    return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+  }
+}

@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct ConvertCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "convert", abstract: "Not implemented yet.")
+  func run() async throws { throw ExitCode.failure }
+}

@@ -1,0 +1,9 @@
+import Testing
+
+@testable import CheckpointConversion
+
+@Suite struct CheckpointConversionSmokeTests {
+  @Test func moduleLoads() {
+    #expect(Bool(true))
+  }
+}

@@ -1,0 +1,9 @@
+import Testing
+
+@testable import CheckpointDaemon
+
+@Suite struct CheckpointDaemonSmokeTests {
+  @Test func moduleLoads() {
+    #expect(Bool(true))
+  }
+}
