@@ -45,7 +45,7 @@ public final class Manifest: Sendable {
       throw CheckpointError(.invalidFormat, path: path, "cannot encode manifest record: \(error)")
     }
     let existed = access(path, F_OK) == 0
-    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+    let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
     guard fd >= 0 else { throw Self.ioError(path, "cannot open manifest for appending") }
     defer { close(fd) }
     var line = [UInt8]()
