@@ -51,7 +51,7 @@ import Testing
     expectError(.forbidden, "refuses global posix.system", p.bytes)
   }
 
-  @Test(arguments: [(UInt8(0xFF), "0xFF (unknown)"), (0x69, "0x69 (INST)"), (0x32, "0x32 (DUP)"), (0x6F, "(OBJ)")])
+  @Test(arguments: [(UInt8(0xFF), "0xFF (unknown)"), (0x69, "0x69 (INST)"), (0x32, "0x32 (DUP)"), (0x6F, "0x6F (OBJ)")])
   func refusesOpcodes(opcode: UInt8, text: String) {
     var p = PickleEmitter()
     p.op(0x4E)

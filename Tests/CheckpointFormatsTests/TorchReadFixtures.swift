@@ -221,9 +221,9 @@ struct ZipFixture {
       le(UInt64(entry.data.count), 4)
       le(UInt64(entry.data.count), 4)
       le(UInt64(name.count), 2)
-      le(0, 6)
-      le(0, 4)
-      le(0, 4)
+      le(0, 6)  // extra length, comment length, disk
+      le(0, 2)  // internal attributes
+      le(0, 4)  // external attributes
       le(UInt64(local), 4)
       bytes += name
     }
