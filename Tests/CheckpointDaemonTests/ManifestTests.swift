@@ -106,7 +106,7 @@ import Testing
 @Suite struct ManifestTimeTests {
   @Test(arguments: [
     ("2027-01-15T08:00:00.125Z", 1_800_000_000.125), ("2027-01-15T08:00:00Z", 1_800_000_000),
-    ("2027-01-15T09:00:00.5+01:00", 1_800_000_000.5),
+    ("2027-01-15T09:00:00.5+01:00", 1_800_000_000.5), ("2027-01-15T08:00:00.125456+00:00", 1_800_000_000.125),
   ])
   func parsesWithAndWithoutFractions(text: String, seconds: Double) throws {
     let date = try #require(ISOTime.date(text))
