@@ -89,7 +89,12 @@ extension ZipReader {
       throw CheckpointError(
         .truncated, path: file.path, "zip entry '\(name)': local header at \(entry.localHeaderOffset) is past the data")
     }
-    let header = ZipFields(try file.readBytes(at: entry.localHeaderOffset, count: 30))
+    // One read for the fixed header and the name it should carry.
+    let expectedName = Array(entry.name.utf8)
+    let headerBytes = try file.readBytes(
+      at: entry.localHeaderOffset,
+      count: Int(Swift.min(Int64(30 + expectedName.count), dataLimit - entry.localHeaderOffset)))
+    let header = ZipFields(headerBytes)
     guard header.u32(0) == localSignature, let flags = header.u16(6), let method = header.u16(8),
       let compressed32 = header.u32(18), let size32 = header.u32(22), let nameLength = header.u16(26),
       let extraLength = header.u16(28)
@@ -100,8 +105,9 @@ extension ZipReader {
     guard method == 0 else {
       throw CheckpointError(.unsupported, path: file.path, "zip entry '\(name)' is compressed (method \(method))")
     }
-    let localName = try file.readBytes(at: entry.localHeaderOffset + 30, count: Int(nameLength))
-    guard localName.elementsEqual(entry.name.utf8) else {
+    guard Int(nameLength) == expectedName.count, headerBytes.count == 30 + expectedName.count,
+      headerBytes[30...].elementsEqual(expectedName)
+    else {
       throw invalid(file, "zip entry '\(name)': local header names a different file")
     }
     var localSizes = [(UInt64(size32), "size"), (UInt64(compressed32), "compressed size")]
