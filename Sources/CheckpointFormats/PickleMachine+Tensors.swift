@@ -157,7 +157,9 @@ extension PickleMachine {
       last = l
     }
     guard count > 0 else { return }
-    let (end, overflow) = (Int64(last) + 1).multipliedReportingOverflow(by: Int64(dtype.byteSize))
+    let (elements, o1) = Int64(last).addingReportingOverflow(1)
+    let (end, o2) = elements.multipliedReportingOverflow(by: Int64(dtype.byteSize))
+    let overflow = o1 || o2
     let storage = try storageBytes(ref)
     guard !overflow, end <= storage else {
       throw fail(

@@ -111,6 +111,9 @@ extension ZipReader {
       throw invalid(file, "zip entry '\(name)': local header names a different file")
     }
     var localSizes = [(UInt64(size32), "size"), (UInt64(compressed32), "compressed size")]
+    // Sizes may be 0 in the local header when a data descriptor (flag bit 3) carries them, and torch
+    // writes 0 for the compressed size in its local zip64 extra.
+    var zeroAllowed = flags & 0x0008 != 0
     if size32 == 0xFFFF_FFFF || compressed32 == 0xFFFF_FFFF {
       let extra = try file.readBytes(at: entry.localHeaderOffset + 30 + Int64(nameLength), count: Int(extraLength))
       guard let zip64 = zip64Extra(extra) else {
@@ -118,10 +121,9 @@ extension ZipReader {
       }
       // The local zip64 extra holds both sizes; torch writes 0 for the compressed one.
       localSizes = [(ZipFields(zip64).u64(0) ?? 0, "size"), (ZipFields(zip64).u64(8) ?? 0, "compressed size")]
+      zeroAllowed = true
     }
-    // Sizes may be 0 in the local header only when a data descriptor (flag bit 3) carries them.
-    let hasDescriptor = flags & 0x0008 != 0
-    for (value, what) in localSizes where (value != 0 || !hasDescriptor) && value != UInt64(entry.size) {
+    for (value, what) in localSizes where (value != 0 || !zeroAllowed) && value != UInt64(entry.size) {
       throw invalid(
         file, "zip entry '\(name)': local header \(what) \(value) disagrees with the central directory's \(entry.size)")
     }
