@@ -192,6 +192,9 @@ import Testing
       #expect(state.tensors[3].isParameter && state.tensors[3].requiresGrad)
       #expect(state.tensors[0].storageKey == state.tensors[1].storageKey)
     }
+    let checked = try TorchReader.read(
+      path: folder.url.appendingPathComponent("zip.bin").path, limits: .init(), checkCRC: true)
+    #expect(checked.tensors.count == 8)
     let evil = try #require(throws: CheckpointError.self) {
       try TorchReader.read(path: folder.url.appendingPathComponent("evil.bin").path)
     }
