@@ -3,8 +3,7 @@
 // also tried as a legacy (pre-1.6) file, which runs the machine on the raw file.
 import Glibc
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzPickle(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzPickle(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
   let pickle = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
   let path = "/dev/shm/ckptd-fuzz-\(getpid())-pickle.bin"
   unlink(path)

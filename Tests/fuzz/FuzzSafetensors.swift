@@ -1,7 +1,6 @@
 // libFuzzer harness: the safetensors reader (header length, JSON header parser, layout rules, streaming).
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+func fuzzSafetensors(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
   let path = fuzzInputFile(data, size, suffix: ".safetensors")
   if let dict = try? SafetensorsReader.read(path: path) { drain(dict) }
   if size > 8, let data {
