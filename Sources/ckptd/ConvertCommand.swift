@@ -38,13 +38,19 @@ struct ConvertCommand: AsyncParsableCommand {
   @Argument(help: "Checkpoint folders (such as runs/x/checkpoint-500) or single weight files.")
   var paths: [String]
 
-  @Option(name: .customLong("to"), help: "The format to write: bin or safetensors.")
+  @Option(
+    name: .customLong("to"), help: ArgumentHelp("The format to write: bin or safetensors.", valueName: "format"))
   var format: Format
 
-  @Option(help: "Cast floating tensors (f16, bf16, f32, f64) to f32, f16 or bf16; keep leaves every dtype as is.")
+  @Option(
+    help: ArgumentHelp(
+      "Cast floating tensors (f16, bf16, f32, f64) to f32, f16 or bf16; keep leaves every dtype as is.",
+      valueName: "keep|f32|f16|bf16"))
   var dtype: DTypeChoice = .keep
 
-  @Option(name: .customLong("out"), help: "Write the outputs into this folder instead of beside the sources.")
+  @Option(
+    name: .customLong("out"),
+    help: ArgumentHelp("Write the outputs into this folder instead of beside the sources.", valueName: "dir"))
   var out: String?
 
   @Flag(name: .customLong("no-verify"), help: "Skip re-reading the outputs and comparing them with the sources.")
