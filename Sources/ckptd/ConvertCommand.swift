@@ -74,7 +74,14 @@ struct ConvertCommand: AsyncParsableCommand {
     }
   }
 
+  /// Set by SIGINT/SIGTERM: the conversion stops at the next chunk and removes its temporaries.
+  nonisolated(unsafe) static var interrupted = false
+
   func run() async throws {
+    // A closed stdout/stderr pipe must not kill a conversion half way; Ctrl-C cancels it cleanly.
+    signal(SIGPIPE, SIG_IGN)
+    signal(SIGINT) { _ in ConvertCommand.interrupted = true }
+    signal(SIGTERM) { _ in ConvertCommand.interrupted = true }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -87,7 +94,7 @@ struct ConvertCommand: AsyncParsableCommand {
     for path in paths {
       var options = ConversionOptions(
         target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
-        removeSource: removeSource, force: force)
+        removeSource: removeSource, force: force, isCancelled: { ConvertCommand.interrupted })
       if !json {
         options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
       }
