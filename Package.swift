@@ -41,7 +41,7 @@ let package = Package(
     ),
     .target(
       name: "CheckpointConversion",
-      dependencies: ["CheckpointFormats"],
+      dependencies: ["CheckpointFormats", "CLinux", .product(name: "Crypto", package: "swift-crypto")],
       swiftSettings: swiftSettings
     ),
     .target(

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/xattr.h> /* fsetxattr, lgetxattr: ckptd marks the files it wrote */
 #include <unistd.h>
 
 /* renameat2(RENAME_NOREPLACE): rename that fails with EEXIST instead of replacing. */

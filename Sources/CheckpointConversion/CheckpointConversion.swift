@@ -1,4 +1,0 @@
-import CheckpointFormats
-
-/// Placeholder until the conversion engine lands.
-public enum CheckpointConversion {}
