@@ -39,7 +39,7 @@ public struct FileConversion: Sendable {
     let inner = try source.source(for: tensor)
     let outType = dtype.outputDType(for: tensor.dtype)
     if outType == tensor.dtype { return inner }
-    return CastSource(inner: inner, from: tensor.dtype, to: outType)
+    return try CastSource(inner: inner, from: tensor.dtype, to: outType)
   }
 
   static func planSafetensors(
