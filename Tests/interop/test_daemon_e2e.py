@@ -380,7 +380,9 @@ def test_checkpoint_deleted_mid_conversion(daemon, tmp_path):
     daemon.start()
     big_checkpoint(run / "checkpoint-1")
     wait_active(daemon, "checkpoint-1")
-    shutil.rmtree(run / "checkpoint-1")
+    # Like the Trainer's rotation (ignore_errors=True); the daemon may create a temporary meanwhile.
+    wait_for(lambda: shutil.rmtree(run / "checkpoint-1", ignore_errors=True) or not (run / "checkpoint-1").exists(),
+             10, what="checkpoint-1 removed")
     wait_for(lambda: "vanished" in events_for(run, "checkpoint-1"), 60, what="vanished recorded")
     assert temporaries(run) == []
     write_checkpoint(run / "checkpoint-2", seed=2)
