@@ -107,7 +107,7 @@ func collect(
     defer { watcher.close() }
     try watcher.watch(dir.path, mask: WatchMask.checkpoint)
     let before = watcher.figures.overflows
-    watcher.pauseReading(seconds: 3)
+    watcher.pauseReading(seconds: 60)
     try await Task.sleep(for: .milliseconds(100))
     // Each file gives IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE: well over the 16384 queued events.
     for index in 0..<7000 {
@@ -117,6 +117,7 @@ func collect(
         close(fd)
       }
     }
+    watcher.resumeReading()
     let seen = await collect(watcher, timeout: 20) { message in
       if case .rescan = message { true } else { false }
     }

@@ -67,6 +67,7 @@ public final class Daemon: @unchecked Sendable {
   var reloadError: DropinProblem?
   var lastStatusLine = ""
   var lastWatchdog = 0.0
+  var lastPresenceCheck = 0.0
   var sources: [any DispatchSourceProtocol] = []
   var pump: Task<Void, Never>?
   var stopContinuation: CheckedContinuation<Void, Never>?
@@ -163,6 +164,18 @@ public final class Daemon: @unchecked Sendable {
   func tick() {
     guard !stopping else { return }
     for root in roots.values where !root.present { establishIfAppeared(root) }
+    let now = Date().timeIntervalSince1970
+    if now - lastPresenceCheck >= 2 {
+      // Events can be lost (overflow) or never come (network filesystems): check the roots by hand too.
+      lastPresenceCheck = now
+      for root in roots.values where root.present {
+        if !Self.isDirectory(root.path) {
+          rootLost(root)
+        } else if registry.descriptor(for: root.path) == nil {
+          establish(root, reconcile: false)
+        }
+      }
+    }
     evaluatePending()
     publishStatus()
     let line = summaryLine()

@@ -52,6 +52,11 @@ public final class InotifyWatcher: Sendable {
     engine.pauseReading(seconds: seconds)
   }
 
+  /// Reads events again after `pauseReading(seconds:)`.
+  public func resumeReading() {
+    engine.pauseReading(seconds: 0)
+  }
+
   /// Ends the message stream and removes every watch of this handle.
   public func close() {
     engine.unregister(client)
