@@ -15,7 +15,9 @@ extension Daemon {
       rescanAll(reason: reason)
     case .event(let event):
       let owners = registry.owners(of: event.wd)
+      let retired = registry.retired.contains(event.wd)
       if event.has(WatchMask.ignored) { registry.forget(event.wd) }
+      if owners.isEmpty && retired { return }
       if owners.isEmpty {
         if !event.has(WatchMask.ignored) { rescanAll(reason: "event on unknown watch \(event.wd)") }
         return

@@ -168,6 +168,12 @@ public final class Daemon: @unchecked Sendable {
     if now - lastPresenceCheck >= 2 {
       // Events can be lost (overflow) or never come (network filesystems): check the roots by hand too.
       lastPresenceCheck = now
+      let unwatchedDropins = config.dropinDirs.filter { Self.isDirectory($0) && registry.descriptor(for: $0) == nil }
+      if !unwatchedDropins.isEmpty {
+        logger.info("drop-in directory appeared: \(unwatchedDropins)")
+        watchDropinDirectories()
+        scheduleReload()
+      }
       for root in roots.values where root.present {
         if !Self.isDirectory(root.path) {
           rootLost(root)

@@ -18,6 +18,9 @@ struct WatchRegistry {
   private var maskByWd: [Int32: UInt32] = [:]
   private var pathByWd: [Int32: String] = [:]
 
+  /// Descriptors this registry removed itself: events still queued for them are expected, not lost state.
+  private(set) var retired: Set<Int32> = []
+
   /// The owners of `wd`; empty when unknown.
   func owners(of wd: Int32) -> Set<WatchOwner> { owners[wd] ?? [] }
 
@@ -27,24 +30,18 @@ struct WatchRegistry {
   /// Number of live descriptors.
   var count: Int { owners.count }
 
-  /// Watches `path` for `owner` (adding `mask` to what the path already has).
-  mutating func acquire(_ path: String, mask: UInt32, owner: WatchOwner, watcher: InotifyWatcher)
-    throws
-  {
-    if let wd = wdByPath[path], let current = maskByWd[wd] {
-      if current | mask != current {
-        let again = try watcher.watch(path, mask: current | mask)
-        rebind(from: wd, to: again, path: path)
-        maskByWd[again] = current | mask
-      }
-      if let live = wdByPath[path] { owners[live, default: []].insert(owner) }
-      return
-    }
-    let wd = try watcher.watch(path, mask: mask)
+  /// Watches `path` for `owner` (adding `mask` to what the path already has). The kernel is always asked:
+  /// re-adding a live watch is idempotent, and a path deleted and re-created gets its new descriptor.
+  mutating func acquire(_ path: String, mask: UInt32, owner: WatchOwner, watcher: InotifyWatcher) throws {
+    let old = wdByPath[path]
+    let combined = mask | (old.flatMap { maskByWd[$0] } ?? 0)
+    let wd = try watcher.watch(path, mask: combined)
+    if let old, old != wd { rebind(from: old, to: wd, path: path) }
     if let previousPath = pathByWd[wd], previousPath != path { wdByPath[previousPath] = nil }
     wdByPath[path] = wd
     pathByWd[wd] = path
-    maskByWd[wd] = mask | (maskByWd[wd] ?? 0)
+    maskByWd[wd] = combined
+    retired.remove(wd)
     owners[wd, default: []].insert(owner)
   }
 
@@ -55,6 +52,7 @@ struct WatchRegistry {
       remaining.remove(owner)
       if remaining.isEmpty {
         forget(wd)
+        retired.insert(wd)
         watcher.unwatch(wd)
       } else {
         owners[wd] = remaining
@@ -71,6 +69,7 @@ struct WatchRegistry {
   /// The kernel dropped `wd` (IN_IGNORED): forget it without calling into inotify.
   mutating func forget(_ wd: Int32) {
     owners[wd] = nil
+    retired.remove(wd)
     maskByWd[wd] = nil
     if let path = pathByWd.removeValue(forKey: wd), wdByPath[path] == wd { wdByPath[path] = nil }
   }
