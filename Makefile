@@ -6,7 +6,7 @@ SWIFT ?= swift
 CONFIG ?= config/ckptd.toml
 PREFIX ?= /usr/local
 
-.PHONY: all setup setup-system setup-python build build-release run test swift-test interop lint bench fuzz install clean
+.PHONY: fuzz-smoke all setup setup-system setup-python build build-release run test swift-test interop lint bench fuzz install clean
 
 all: build
 
@@ -27,7 +27,7 @@ build-release: setup-system
 run: build-release
 	scripts/run-demo.sh .build/release/ckptd $(CONFIG)
 
-test: setup build lint swift-test interop
+test: setup build lint swift-test interop fuzz-smoke
 
 swift-test:
 	$(SWIFT) test --skip-build
@@ -43,6 +43,10 @@ bench: setup build-release
 
 fuzz: setup-system
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The short run `make test` includes: every harness for a few seconds over the seeds and saved corpus.
+fuzz-smoke: setup-system
+	scripts/fuzz.sh 15
 
 install: build-release
 	install -D -m 0755 .build/release/ckptd $(DESTDIR)$(PREFIX)/bin/ckptd

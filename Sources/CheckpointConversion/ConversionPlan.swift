@@ -83,7 +83,7 @@ public struct ConversionPlan: Sendable {
       do {
         source = try WeightFile.open(path: input)
       } catch let error as CheckpointError where error.code == .unsupported && set.indexName == nil {
-        skipped.append(SkippedFile(path: input, reason: "not a state dict of tensors (\(error.message))"))
+        skipped.append(SkippedFile(path: input, reason: error.message))
         continue
       }
       let output = CheckpointScanner.join(outputFolder, outputName)

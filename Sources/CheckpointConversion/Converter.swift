@@ -54,8 +54,8 @@ public enum Converter {
       replace[output] = true
     }
     let writeBytes = plan.files.reduce(Int64(0)) { $0 + $1.uniqueBytes }
-    let monitor = ProgressMonitor(
-      total: options.verify ? 2 * writeBytes : writeBytes, options: options, path: plan.path)
+    let verifyBytes = options.verify ? plan.files.reduce(Int64(0)) { $0 + $1.verifyBytes } : 0
+    let monitor = ProgressMonitor(total: writeBytes + verifyBytes, options: options, path: plan.path)
     var pending: [OutputFile] = []
     defer { pending.forEach { $0.abandon() } }
     try StreamBuffer.with { scratch in

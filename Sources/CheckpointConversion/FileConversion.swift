@@ -23,6 +23,16 @@ public struct FileConversion: Sendable {
   /// Bytes of tensor data written (each storage once): what `metadata.total_size` adds up.
   public var uniqueBytes: Int64
 
+  /// Bytes verification compares: every name of the source (aliases included), in the output dtype.
+  public var verifyBytes: Int64 {
+    source.logicalTensors().reduce(Int64(0)) { total, tensor in
+      total + Int64(tensor.elementCount) * Int64(dtype.outputDType(for: tensor.dtype).byteSize)
+    }
+  }
+
+  /// The dtype choice the content was planned with.
+  public var dtype: CastTarget
+
   /// Plans the conversion of `source` (read from `input`) into `target` at `output`, casting floating
   /// tensors as `dtype` asks.
   public static func plan(
@@ -75,7 +85,7 @@ public struct FileConversion: Sendable {
     let names = outputs.map(\.name) + aliases.keys.sorted()
     return FileConversion(
       input: input, output: output, source: source, content: .safetensors(tensors: outputs, metadata: metadata),
-      aliases: aliases, names: names, uniqueBytes: bytes)
+      aliases: aliases, names: names, uniqueBytes: bytes, dtype: dtype)
   }
 
   static func planTorch(source: StateDict, input: String, output: String, dtype: CastTarget) throws -> FileConversion {
@@ -110,6 +120,6 @@ public struct FileConversion: Sendable {
     return FileConversion(
       input: input, output: output, source: source,
       content: .torch(storages: storages, tensors: tensors, archiveName: archive), aliases: aliases, names: order,
-      uniqueBytes: bytes)
+      uniqueBytes: bytes, dtype: dtype)
   }
 }

@@ -1,5 +1,4 @@
 import CLinux
-import Crypto
 import Glibc
 
 /// A file created "transactionally": written under a temporary name in its final folder and renamed
@@ -22,7 +21,7 @@ public final class OutputFile {
   /// Bytes written so far (the sequential write position).
   public private(set) var position: Int64 = 0
   private var finished = false
-  private var hasher: SHA256?
+  private var hasher: StreamingSHA256?
 
   /// Creates the temporary for `path` with `mode` permission bits.
   public init(path: String, mode: mode_t = 0o644, sha256: Bool = false) throws {
@@ -41,16 +40,12 @@ public final class OutputFile {
     self.path = path
     self.temporaryPath = temporary
     self.fd = fd
-    self.hasher = sha256 ? SHA256() : nil
+    self.hasher = sha256 ? StreamingSHA256() : nil
   }
 
   /// The lowercase hex SHA-256 of everything appended so far, if the file was opened with `sha256: true`.
   public func sha256Hex() -> String? {
-    guard let hasher else { return nil }
-    return hasher.finalize().map { byte in
-      let hex = String(byte, radix: 16)
-      return byte < 16 ? "0" + hex : hex
-    }.joined()
+    hasher?.hexDigest()
   }
 
   deinit {
@@ -73,7 +68,7 @@ public final class OutputFile {
       }
       done += n
     }
-    hasher?.update(bufferPointer: bytes)
+    hasher?.update(bytes)
     position += Int64(bytes.count)
   }
 

@@ -62,7 +62,7 @@ extension PickleMachine {
   }
 
   /// `REDUCE`: applies an allowed callable symbolically.
-  mutating func reduce(_ callable: PickleValue, _ argsValue: PickleValue) throws -> PickleValue {
+  func reduce(_ callable: PickleValue, _ argsValue: PickleValue) throws -> PickleValue {
     guard case .global(let module, let name) = callable else {
       throw fail(.forbidden, "refuses REDUCE on \(callable.kind) at byte \(opcodeStart)")
     }

@@ -64,10 +64,16 @@ struct PickleInput {
     return window[at..<(at + count)]
   }
 
+  /// A little-endian unsigned integer of `count` (at most 8) bytes.
   mutating func uint(_ count: Int) throws -> UInt64 {
-    let raw = try bytes(count)
+    let at = try ensure(count)
+    position += Int64(count)
     var value: UInt64 = 0
-    for (shift, byte) in raw.enumerated() { value |= UInt64(byte) << (8 * UInt64(shift)) }
+    var index = at + count - 1
+    while index >= at {
+      value = value << 8 | UInt64(window[index])
+      index -= 1
+    }
     return value
   }
 

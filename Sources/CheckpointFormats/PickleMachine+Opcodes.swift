@@ -9,7 +9,7 @@ extension PickleMachine {
   ]
 
   /// Executes one opcode (everything but STOP).
-  mutating func execute(_ opcode: UInt8) throws {
+  func execute(_ opcode: UInt8) throws {
     switch opcode {
     case 0x80:  // PROTO
       let version = try input.byte()
@@ -36,18 +36,28 @@ extension PickleMachine {
       try pushString(length: Int(length), opcode: "BINSTRING")
     case 0x43: push(.bytes(Array(try input.bytes(Int(try input.byte())))))  // SHORT_BINBYTES
     case 0x42: push(.bytes(Array(try input.bytes(Int(try input.uint(4))))))  // BINBYTES
-    case 0x29: push(try tuple([]))  // EMPTY_TUPLE
-    case 0x85: push(try tuple([try pop()]))  // TUPLE1
+    case 0x29:  // EMPTY_TUPLE
+      let made = try tuple([])
+      push(made)
+    case 0x85:  // TUPLE1
+      let a = try pop()
+      let made = try tuple([a])
+      push(made)
     case 0x86:  // TUPLE2
       let b = try pop()
       let a = try pop()
-      push(try tuple([a, b]))
+      let made = try tuple([a, b])
+      push(made)
     case 0x87:  // TUPLE3
       let c = try pop()
       let b = try pop()
       let a = try pop()
-      push(try tuple([a, b, c]))
-    case 0x74: push(try tuple(try popToMark()))  // TUPLE
+      let made = try tuple([a, b, c])
+      push(made)
+    case 0x74:  // TUPLE
+      let items = try popToMark()
+      let made = try tuple(items)
+      push(made)
     case 0x5D, 0x8F: push(.list(PickleList()))  // EMPTY_LIST, EMPTY_SET
     case 0x7D: push(.dict(PickleDict(ordered: false)))  // EMPTY_DICT
     case 0x61: try append([try pop()])  // APPEND
@@ -60,8 +70,10 @@ extension PickleMachine {
     case 0x71: try memoPut(Int(try input.byte()))  // BINPUT
     case 0x72: try memoPut(Int(try input.uint(4)))  // LONG_BINPUT
     case 0x94: try memoPut(memo.count + sparseMemo.count)  // MEMOIZE
-    case 0x68: push(try memoGet(Int(try input.byte())))  // BINGET
-    case 0x6A: push(try memoGet(Int(try input.uint(4))))  // LONG_BINGET
+    case 0x68, 0x6A:  // BINGET, LONG_BINGET
+      let index = Int(opcode == 0x68 ? UInt64(try input.byte()) : try input.uint(4))
+      let value = try memoGet(index)
+      push(value)
     case 0x63:  // GLOBAL
       guard let module = try input.line(), let name = try input.line() else {
         throw fail(.invalidFormat, "pickle GLOBAL at byte \(opcodeStart) has an unreadable name")
@@ -96,7 +108,7 @@ extension PickleMachine {
   }
 
   /// LONG1: a little-endian two's complement integer of up to 255 bytes.
-  mutating func long1() throws {
+  func long1() throws {
     let count = Int(try input.byte())
     let raw = Array(try input.bytes(count))
     guard count <= 8 else {
@@ -115,7 +127,7 @@ extension PickleMachine {
     push(.int(signed))
   }
 
-  mutating func pushString(length: Int, opcode: String) throws {
+  func pushString(length: Int, opcode: String) throws {
     let raw = try input.bytes(length)
     guard let text = String(validating: raw, as: UTF8.self) else {
       throw fail(.invalidFormat, "pickle \(opcode) at byte \(opcodeStart) is not valid UTF-8")
@@ -124,7 +136,7 @@ extension PickleMachine {
   }
 
   /// BUILD: only the state of an (Ordered)dict is accepted, and ignored (`_metadata`).
-  mutating func build(_ state: PickleValue) throws {
+  func build(_ state: PickleValue) throws {
     let target = try top()
     guard case .dict = target else {
       throw fail(.forbidden, "refuses BUILD on \(target.kind) at byte \(opcodeStart)")

@@ -1,7 +1,7 @@
 extension PickleMachine {
   /// `BINPERSID`: `("storage", class, key, location, numel)`, or the legacy 6-tuple whose last item is
   /// the (unsupported unless None) view metadata. The same key must always describe the same storage.
-  mutating func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
+  func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
     guard let items = pid.asTuple, items.count == 5 || items.count == 6, items[0].asString == "storage" else {
       throw fail(.forbidden, "refuses persistent id \(pid.kind) at byte \(opcodeStart); only storages are allowed")
     }
@@ -66,7 +66,7 @@ extension PickleMachine {
 
   /// `_rebuild_tensor(storage, offset, size, stride)`, `_rebuild_tensor_v2(..., requires_grad, hooks[,
   /// metadata])`, `_rebuild_tensor_v3(..., requires_grad, hooks, dtype[, metadata])`.
-  mutating func rebuildTensor(_ args: [PickleValue], version: Int) throws -> PickleValue {
+  func rebuildTensor(_ args: [PickleValue], version: Int) throws -> PickleValue {
     let counts = version == 1 ? [4] : version == 2 ? [6, 7] : [7, 8]
     guard counts.contains(args.count) else {
       throw fail(.invalidFormat, "_rebuild_tensor_v\(version) at byte \(opcodeStart) has \(args.count) arguments")
@@ -127,7 +127,7 @@ extension PickleMachine {
   }
 
   /// Records the element type a storage is viewed with; one storage, one dtype.
-  mutating func bindStorage(_ ref: PickleStorageRef, to dtype: DType) throws {
+  func bindStorage(_ ref: PickleStorageRef, to dtype: DType) throws {
     if let bound = storageDTypes[ref.key] {
       guard bound == dtype else {
         throw fail(.unsupported, "storage '\(ref.key)' is viewed as both \(bound.torchName) and \(dtype.torchName)")
@@ -157,7 +157,9 @@ extension PickleMachine {
       last = l
     }
     guard count > 0 else { return }
-    let (end, overflow) = (Int64(last) + 1).multipliedReportingOverflow(by: Int64(dtype.byteSize))
+    let (elements, o1) = Int64(last).addingReportingOverflow(1)
+    let (end, o2) = elements.multipliedReportingOverflow(by: Int64(dtype.byteSize))
+    let overflow = o1 || o2
     let storage = try storageBytes(ref)
     guard !overflow, end <= storage else {
       throw fail(

@@ -4,7 +4,7 @@
 /// only data), resolves `GLOBAL` only against a fixed allowlist, and applies `REDUCE` symbolically to
 /// the few callables a state dict needs, building `TensorInfo` descriptors. Nothing is ever imported,
 /// called or executed. Every bound (size, depth, stack, memo, tensors, rank) is enforced.
-struct PickleMachine {
+final class PickleMachine {
   var input: PickleInput
   let limits: TorchReader.Limits
   var path: String { input.file.path }
@@ -34,7 +34,7 @@ struct PickleMachine {
   }
 
   /// Runs one pickle from the current input position to its `STOP` and returns the result.
-  mutating func run() throws -> PickleValue {
+  func run() throws -> PickleValue {
     stack.removeAll()
     marks.removeAll()
     memo.removeAll()
@@ -57,11 +57,11 @@ struct PickleMachine {
 
   // MARK: - Stack helpers
 
-  mutating func push(_ value: PickleValue) {
+  func push(_ value: PickleValue) {
     stack.append(value)
   }
 
-  mutating func pop() throws -> PickleValue {
+  func pop() throws -> PickleValue {
     if let floor = marks.last, stack.count <= floor {
       throw fail(.invalidFormat, "pickle pops across a MARK at byte \(opcodeStart)")
     }
@@ -71,7 +71,7 @@ struct PickleMachine {
     return value
   }
 
-  mutating func top() throws -> PickleValue {
+  func top() throws -> PickleValue {
     if let floor = marks.last, stack.count <= floor {
       throw fail(.invalidFormat, "pickle reads across a MARK at byte \(opcodeStart)")
     }
@@ -82,7 +82,7 @@ struct PickleMachine {
   }
 
   /// Pops everything down to the last MARK, and the MARK.
-  mutating func popToMark() throws -> [PickleValue] {
+  func popToMark() throws -> [PickleValue] {
     guard let floor = marks.popLast() else {
       throw fail(.invalidFormat, "pickle has no MARK for the opcode at byte \(opcodeStart)")
     }
@@ -91,7 +91,7 @@ struct PickleMachine {
     return items
   }
 
-  mutating func mark() throws {
+  func mark() throws {
     guard marks.count < limits.maxDepth else {
       throw fail(.limitExceeded, "pickle nests MARKs deeper than \(limits.maxDepth)")
     }
@@ -134,7 +134,7 @@ struct PickleMachine {
     }
   }
 
-  mutating func append(_ items: [PickleValue]) throws {
+  func append(_ items: [PickleValue]) throws {
     let target = try top()
     guard case .list(let list) = target else {
       throw fail(.forbidden, "refuses APPEND to \(target.kind) at byte \(opcodeStart)")
@@ -148,7 +148,7 @@ struct PickleMachine {
     }
   }
 
-  mutating func setItems(_ items: [PickleValue]) throws {
+  func setItems(_ items: [PickleValue]) throws {
     guard items.count % 2 == 0 else {
       throw fail(.invalidFormat, "pickle SETITEMS at byte \(opcodeStart) has an odd number of values")
     }
@@ -173,7 +173,7 @@ struct PickleMachine {
 
   // MARK: - Memo
 
-  mutating func memoPut(_ index: Int) throws {
+  func memoPut(_ index: Int) throws {
     let value = try top()
     if index < memo.count {
       memo[index] = value

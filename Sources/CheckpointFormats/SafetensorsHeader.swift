@@ -44,7 +44,9 @@ enum SafetensorsHeader {
       var scanner = JSONScanner(bytes: raw, path: path, what: "header")
       var metadata: [String: String]?
       var entries: [Entry] = []
-      var names: Set<String> = []
+      // Built while parsing: it also detects duplicate names, without a separate set.
+      var storages: [String: StorageInfo] = [:]
+      let dataStart = 8 + header.count
       try scanner.expect(0x7B, "'{' (the header must be a JSON object)")
       if !scanner.consume(0x7D) {
         repeat {
@@ -56,16 +58,24 @@ enum SafetensorsHeader {
             }
             metadata = try parseMetadata(&scanner)
           } else {
-            guard names.insert(name).inserted else {
+            let entry = try parseEntry(&scanner, name: name)
+            let (fileOffset, overflow) = dataStart.addingReportingOverflow(entry.begin)
+            guard !overflow else {
+              throw CheckpointError(.limitExceeded, path: path, "tensor '\(name)': data offset is too large")
+            }
+            let storage = StorageInfo(
+              key: name, dtype: entry.dtype, fileOffset: Int64(fileOffset), byteCount: Int64(entry.end - entry.begin))
+            guard storages.updateValue(storage, forKey: name) == nil else {
               throw CheckpointError(.invalidFormat, path: path, "duplicate tensor name '\(name)' in the header")
             }
-            entries.append(try parseEntry(&scanner, name: name))
+            entries.append(entry)
           }
         } while scanner.consume(0x2C)
         try scanner.expect(0x7D, "',' or '}'")
       }
       try scanner.finish()
-      return try layout(entries, metadata: metadata ?? [:], headerSize: header.count, path: path)
+      return try layout(
+        entries, storages: storages, metadata: metadata ?? [:], headerSize: header.count, path: path)
     }
   }
 
@@ -181,7 +191,8 @@ enum SafetensorsHeader {
 
   /// Checks spans and tiling, and builds the descriptors in offset order.
   private static func layout(
-    _ entries: [Entry], metadata: [String: String], headerSize: Int, path: String
+    _ entries: [Entry], storages: [String: StorageInfo], metadata: [String: String], headerSize: Int,
+    path: String
   ) throws -> SafetensorsLayout {
     for entry in entries {
       try checkSpan(entry, path: path)
@@ -196,8 +207,6 @@ enum SafetensorsHeader {
     let dataStart = Int64(8 + headerSize)
     var tensors: [TensorInfo] = []
     tensors.reserveCapacity(entries.count)
-    var storages: [String: StorageInfo] = [:]
-    storages.reserveCapacity(entries.count)
     var previous: (name: String, end: Int)?
     for index in order {
       let entry = entries[index]
@@ -211,9 +220,6 @@ enum SafetensorsHeader {
       }
       previous = (entry.name, entry.end)
       tensors.append(TensorInfo(name: entry.name, dtype: entry.dtype, shape: entry.shape, storageKey: entry.name))
-      storages[entry.name] = StorageInfo(
-        key: entry.name, dtype: entry.dtype, fileOffset: dataStart + Int64(entry.begin),
-        byteCount: Int64(entry.end - entry.begin))
     }
     let dataSize = Int64(previous?.end ?? 0)
     guard !dataStart.addingReportingOverflow(dataSize).overflow else {

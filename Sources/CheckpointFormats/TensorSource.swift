@@ -102,8 +102,9 @@ public struct StridedSource: TensorSource {
       throw CheckpointError(.limitExceeded, path: file.path, "tensor '\(tensor.name)': size overflows")
     }
     if !empty {
-      let (endByte, o5) = (maxOffset + 1).multipliedReportingOverflow(by: itemSize)
-      guard !o5, endByte <= storage.byteCount else {
+      let (endElement, o5) = maxOffset.addingReportingOverflow(1)
+      let (endByte, o6) = endElement.multipliedReportingOverflow(by: itemSize)
+      guard !o5, !o6, endByte <= storage.byteCount else {
         throw CheckpointError(
           .invalidFormat, path: file.path,
           "tensor '\(tensor.name)' reaches past the end of its storage (\(storage.byteCount) bytes)")

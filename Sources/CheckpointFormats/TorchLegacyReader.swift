@@ -8,7 +8,7 @@ enum TorchLegacyReader {
 
   static func read(file: ReadableFile, limits: TorchReader.Limits) throws -> StateDict {
     let path = file.path
-    var machine = PickleMachine(
+    let machine = PickleMachine(
       input: PickleInput(file: file, start: 0, end: file.size, cap: limits.maxPickleBytes), limits: limits)
     guard case .bigInt(let magic) = try machine.run(), magic == magicNumber else {
       throw CheckpointError(.invalidFormat, path: path, "pickle file without the torch legacy magic number")
@@ -78,7 +78,7 @@ enum TorchLegacyReader {
 
 extension PickleMachine {
   /// Continues with the next pickle of a legacy file, right after the previous STOP.
-  mutating func restart(limits: TorchReader.Limits) throws {
+  func restart(limits: TorchReader.Limits) throws {
     input = PickleInput(file: input.file, start: input.position, end: input.end, cap: limits.maxPickleBytes)
   }
 }

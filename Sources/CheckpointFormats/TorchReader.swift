@@ -74,7 +74,7 @@ public enum TorchReader {
     }
     let input = PickleInput(
       file: file, start: pickle.dataOffset, end: pickle.dataOffset + pickle.size, cap: limits.maxPickleBytes)
-    var machine = PickleMachine(input: input, limits: limits)
+    let machine = PickleMachine(input: input, limits: limits)
     let tensors = try stateDictTensors(try machine.run(), path: path)
     var storages: [String: StorageInfo] = [:]
     for key in machine.storageOrder {

@@ -89,7 +89,12 @@ extension ZipReader {
       throw CheckpointError(
         .truncated, path: file.path, "zip entry '\(name)': local header at \(entry.localHeaderOffset) is past the data")
     }
-    let header = ZipFields(try file.readBytes(at: entry.localHeaderOffset, count: 30))
+    // One read for the fixed header and the name it should carry.
+    let expectedName = Array(entry.name.utf8)
+    let headerBytes = try file.readBytes(
+      at: entry.localHeaderOffset,
+      count: Int(Swift.min(Int64(30 + expectedName.count), dataLimit - entry.localHeaderOffset)))
+    let header = ZipFields(headerBytes)
     guard header.u32(0) == localSignature, let flags = header.u16(6), let method = header.u16(8),
       let compressed32 = header.u32(18), let size32 = header.u32(22), let nameLength = header.u16(26),
       let extraLength = header.u16(28)
@@ -100,11 +105,15 @@ extension ZipReader {
     guard method == 0 else {
       throw CheckpointError(.unsupported, path: file.path, "zip entry '\(name)' is compressed (method \(method))")
     }
-    let localName = try file.readBytes(at: entry.localHeaderOffset + 30, count: Int(nameLength))
-    guard localName.elementsEqual(entry.name.utf8) else {
+    guard Int(nameLength) == expectedName.count, headerBytes.count == 30 + expectedName.count,
+      headerBytes[30...].elementsEqual(expectedName)
+    else {
       throw invalid(file, "zip entry '\(name)': local header names a different file")
     }
     var localSizes = [(UInt64(size32), "size"), (UInt64(compressed32), "compressed size")]
+    // Sizes may be 0 in the local header when a data descriptor (flag bit 3) carries them, and torch
+    // writes 0 for the compressed size in its local zip64 extra.
+    var zeroAllowed = flags & 0x0008 != 0
     if size32 == 0xFFFF_FFFF || compressed32 == 0xFFFF_FFFF {
       let extra = try file.readBytes(at: entry.localHeaderOffset + 30 + Int64(nameLength), count: Int(extraLength))
       guard let zip64 = zip64Extra(extra) else {
@@ -112,10 +121,9 @@ extension ZipReader {
       }
       // The local zip64 extra holds both sizes; torch writes 0 for the compressed one.
       localSizes = [(ZipFields(zip64).u64(0) ?? 0, "size"), (ZipFields(zip64).u64(8) ?? 0, "compressed size")]
+      zeroAllowed = true
     }
-    // Sizes may be 0 in the local header only when a data descriptor (flag bit 3) carries them.
-    let hasDescriptor = flags & 0x0008 != 0
-    for (value, what) in localSizes where (value != 0 || !hasDescriptor) && value != UInt64(entry.size) {
+    for (value, what) in localSizes where (value != 0 || !zeroAllowed) && value != UInt64(entry.size) {
       throw invalid(
         file, "zip entry '\(name)': local header \(what) \(value) disagrees with the central directory's \(entry.size)")
     }

@@ -38,13 +38,19 @@ struct ConvertCommand: AsyncParsableCommand {
   @Argument(help: "Checkpoint folders (such as runs/x/checkpoint-500) or single weight files.")
   var paths: [String]
 
-  @Option(name: .customLong("to"), help: "The format to write: bin or safetensors.")
+  @Option(
+    name: .customLong("to"), help: ArgumentHelp("The format to write: bin or safetensors.", valueName: "format"))
   var format: Format
 
-  @Option(help: "Cast floating tensors (f16, bf16, f32, f64) to f32, f16 or bf16; keep leaves every dtype as is.")
+  @Option(
+    help: ArgumentHelp(
+      "Cast floating tensors (f16, bf16, f32, f64) to f32, f16 or bf16; keep leaves every dtype as is.",
+      valueName: "keep|f32|f16|bf16"))
   var dtype: DTypeChoice = .keep
 
-  @Option(name: .customLong("out"), help: "Write the outputs into this folder instead of beside the sources.")
+  @Option(
+    name: .customLong("out"),
+    help: ArgumentHelp("Write the outputs into this folder instead of beside the sources.", valueName: "dir"))
   var out: String?
 
   @Flag(name: .customLong("no-verify"), help: "Skip re-reading the outputs and comparing them with the sources.")
@@ -68,7 +74,14 @@ struct ConvertCommand: AsyncParsableCommand {
     }
   }
 
+  /// Set by SIGINT/SIGTERM: the conversion stops at the next chunk and removes its temporaries.
+  nonisolated(unsafe) static var interrupted = false
+
   func run() async throws {
+    // A closed stdout/stderr pipe must not kill a conversion half way; Ctrl-C cancels it cleanly.
+    signal(SIGPIPE, SIG_IGN)
+    signal(SIGINT) { _ in ConvertCommand.interrupted = true }
+    signal(SIGTERM) { _ in ConvertCommand.interrupted = true }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -81,7 +94,7 @@ struct ConvertCommand: AsyncParsableCommand {
     for path in paths {
       var options = ConversionOptions(
         target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
-        removeSource: removeSource, force: force)
+        removeSource: removeSource, force: force, isCancelled: { ConvertCommand.interrupted })
       if !json {
         options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
       }

@@ -129,4 +129,27 @@ import Testing
     #expect(again == value)
     #expect(again.encoded() == value.encoded())
   }
+
+  /// Expected outputs were produced by Python 3.11 `json.dumps(value, indent=2)` and
+  /// `json.dumps(value, indent=2, ensure_ascii=False)` for the same value.
+  @Test(arguments: [true, false]) func indentedMatchesPythonJSONDumps(asciiOnly: Bool) {
+    let value = JSONValue.object([
+      JSONMember(
+        "metadata",
+        .object([JSONMember("total_size", .integer(123)), JSONMember("e", .array([])), JSONMember("o", .object([]))])),
+      JSONMember(
+        "weight_map",
+        .object([
+          JSONMember("a\u{e9}\u{1F600}\u{7f}\u{1}\"\\/", .string("model-00001-of-00002.safetensors")),
+          JSONMember("b", .array([.integer(1), .integer(-2), .bool(true), .null, .string("x")])),
+        ])),
+    ])
+    let key = asciiOnly ? "a\\u00e9\\ud83d\\ude00\\u007f\\u0001\\\"\\\\/" : "a\u{e9}\u{1F600}\u{7f}\\u0001\\\"\\\\/"
+    let expected =
+      "{\n  \"metadata\": {\n    \"total_size\": 123,\n    \"e\": [],\n    \"o\": {}\n  },\n  \"weight_map\": {\n    \""
+      + key
+      + "\": \"model-00001-of-00002.safetensors\",\n    \"b\": [\n      1,\n      -2,\n      true,\n      null,\n"
+      + "      \"x\"\n    ]\n  }\n}"
+    #expect(String(decoding: value.encoded(indent: 2, asciiOnly: asciiOnly), as: UTF8.self) == expected)
+  }
 }

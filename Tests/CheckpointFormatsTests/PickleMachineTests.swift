@@ -217,7 +217,7 @@ import Testing
     let folder = try FixtureFolder()
     let path = try folder.write("p.pkl", p.bytes)
     let file = try ReadableFile(path: path)
-    var machine = PickleMachine(
+    let machine = PickleMachine(
       input: PickleInput(file: file, start: 0, end: file.size, cap: 1 << 20), limits: .init())
     let items = try #require(try machine.run().asTuple)
     #expect(items.compactMap(\.asInt) == [0, 255, 256, 65_535, 65_536, -1, Int64(Int32.min), 1 << 40, -(1 << 40)])

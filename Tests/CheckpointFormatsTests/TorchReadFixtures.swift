@@ -187,7 +187,10 @@ struct ZipFixture {
   var endOffset = 0
 
   /// Builds stored entries (local header, data; central directory; optional zip64 end records).
-  init(_ entries: [Entry], zip64: Bool = true) {
+  /// `saturate` writes every size and offset as 0xFFFFFFFF with the real values in zip64 extras, the
+  /// way torch does for records and offsets beyond 4 GiB.
+  init(_ entries: [Entry], zip64: Bool = true, saturate: Bool = false) {
+    let sat: UInt64 = 0xFFFF_FFFF
     func le(_ value: UInt64, _ count: Int) {
       for i in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) }
     }
@@ -200,11 +203,17 @@ struct ZipFixture {
       le(0, 2)
       le(0, 4)
       le(UInt64(crc32(entry.data)), 4)
-      le(UInt64(entry.data.count), 4)
-      le(UInt64(entry.data.count), 4)
+      le(saturate ? sat : UInt64(entry.data.count), 4)
+      le(saturate ? sat : UInt64(entry.data.count), 4)
       le(UInt64(name.count), 2)
-      le(0, 2)
+      le(saturate ? 20 : 0, 2)
       bytes += name
+      if saturate {
+        le(1, 2)
+        le(16, 2)
+        le(UInt64(entry.data.count), 8)
+        le(0, 8)
+      }
       bytes += entry.data
     }
     centralDirectoryOffset = bytes.count
@@ -218,14 +227,22 @@ struct ZipFixture {
       le(0, 2)
       le(0, 4)
       le(UInt64(crc32(entry.data)), 4)
-      le(UInt64(entry.data.count), 4)
-      le(UInt64(entry.data.count), 4)
+      le(saturate ? sat : UInt64(entry.data.count), 4)
+      le(saturate ? sat : UInt64(entry.data.count), 4)
       le(UInt64(name.count), 2)
-      le(0, 6)  // extra length, comment length, disk
+      le(saturate ? 28 : 0, 2)  // extra length
+      le(0, 4)  // comment length, disk
       le(0, 2)  // internal attributes
       le(0, 4)  // external attributes
-      le(UInt64(local), 4)
+      le(saturate ? sat : UInt64(local), 4)
       bytes += name
+      if saturate {
+        le(1, 2)
+        le(24, 2)
+        le(UInt64(entry.data.count), 8)
+        le(UInt64(entry.data.count), 8)
+        le(UInt64(local), 8)
+      }
     }
     let cdSize = bytes.count - centralDirectoryOffset
     if zip64 {

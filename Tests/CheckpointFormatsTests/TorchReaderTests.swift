@@ -166,6 +166,13 @@ import Testing
       torch.save(sd, sys.argv[1] + '/legacy.bin', _use_new_zipfile_serialization=False)
       out = {k: v.detach().contiguous().reshape(-1).view(torch.uint8).tolist() if v.numel() else [] for k, v in sd.items()}
       json.dump(out, open(sys.argv[1] + '/expected.json', 'w'))
+      class Evil:
+          def __reduce__(self):
+              import os
+              return (os.system, ('touch ' + sys.argv[1] + '/PWNED',))
+      torch.save({'x': Evil()}, sys.argv[1] + '/evil.bin')
+      torch.save({'state': {0: {'exp_avg': torch.ones(2)}}, 'param_groups': [{'lr': 0.1, 'params': [0]}]},
+          sys.argv[1] + '/optimizer.pt')
       """
     let process = Process()
     process.executableURL = URL(fileURLWithPath: realPython)
@@ -185,6 +192,18 @@ import Testing
       #expect(state.tensors[3].isParameter && state.tensors[3].requiresGrad)
       #expect(state.tensors[0].storageKey == state.tensors[1].storageKey)
     }
+    let checked = try TorchReader.read(
+      path: folder.url.appendingPathComponent("zip.bin").path, limits: .init(), checkCRC: true)
+    #expect(checked.tensors.count == 8)
+    let evil = try #require(throws: CheckpointError.self) {
+      try TorchReader.read(path: folder.url.appendingPathComponent("evil.bin").path)
+    }
+    #expect(evil.code == .forbidden && evil.message.contains("posix.system"))
+    #expect(!FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("PWNED").path))
+    let optimizer = try #require(throws: CheckpointError.self) {
+      try TorchReader.read(path: folder.url.appendingPathComponent("optimizer.pt").path)
+    }
+    #expect(optimizer.code == .unsupported)
   }
 }
 

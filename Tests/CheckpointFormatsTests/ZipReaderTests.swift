@@ -38,6 +38,29 @@ import Testing
     try StreamBuffer.with(size: 7) { scratch in try zip.verifyAllCRCs(scratch: scratch) }
   }
 
+  @Test func readsZip64ExtraFields() throws {
+    let fixture = ZipFixture(Self.entries, saturate: true)
+    let zip = try open(fixture)
+    let record = try #require(zip.entry("data/0"))
+    #expect(record.size == 100)
+    #expect(record.localHeaderOffset == Int64(fixture.localOffsets[1]))
+    #expect(try zip.file.readBytes(at: record.dataOffset, count: 100) == Array(0..<100))
+  }
+
+  @Test func refusesLyingZip64ExtraSize() throws {
+    var fixture = ZipFixture(Self.entries, saturate: true)
+    // The central zip64 extra of entry 1 claims 101 bytes; the local one says 100.
+    fixture.patch(fixture.centralOffsets[1] + 46 + "top/data/0".utf8.count + 4, 101, 8)
+    fixture.patch(fixture.centralOffsets[1] + 46 + "top/data/0".utf8.count + 12, 101, 8)
+    try expectError(.invalidFormat, "disagrees", fixture)
+  }
+
+  @Test func refusesZip64ExtraTooShort() throws {
+    var fixture = ZipFixture(Self.entries, saturate: true)
+    fixture.patch(fixture.centralOffsets[0] + 46 + "top/data.pkl".utf8.count + 2, 8, 2)
+    try expectError(.invalidFormat, "zip64 extra field lacks", fixture)
+  }
+
   @Test func crcCheckFindsCorruption() throws {
     var fixture = ZipFixture(Self.entries)
     fixture.bytes[fixture.localOffsets[1] + 30 + 10 + 5] ^= 0xFF
