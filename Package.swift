@@ -77,7 +77,10 @@ let package = Package(
     ),
     .testTarget(
       name: "CheckpointDaemonTests",
-      dependencies: ["CheckpointFormats", "CheckpointConversion", "CheckpointDaemon"],
+      dependencies: [
+        "CheckpointFormats", "CheckpointConversion", "CheckpointDaemon",
+        .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: swiftSettings
     ),
   ],

@@ -1,0 +1,50 @@
+import CheckpointFormats
+
+/// `ckptd config check` output: effective settings per watched directory, masked files, and problems.
+public enum ConfigReport {
+  /// The report, ending in a newline. Problems are listed too (the command also prints them to stderr).
+  public static func render(_ config: DaemonConfig) -> String {
+    var out: [String] = []
+    out.append("config file:  \(config.configFile)")
+    out.append("status_file:  \(config.statusFile)")
+    out.append("workers:      \(config.workers)")
+    out.append("log_level:    \(config.logLevel)")
+    out.append("dropin_dirs:  \(config.dropinDirs.joined(separator: ", "))")
+    out.append("")
+    if config.watches.isEmpty {
+      out.append("No watched directories.")
+    }
+    for watch in config.watches {
+      out.append("\(watch.path)  (from \(watch.sourceFile))")
+      out.append("  format = \(watch.format.rawValue)")
+      out.append("  dtype = \(watch.dtype.rawValue)")
+      out.append("  pattern = \(watch.pattern)")
+      out.append("  ready_marker = \(watch.readyMarker.isEmpty ? "\"\" (quiet period only)" : watch.readyMarker)")
+      out.append("  settle_seconds = \(formatSeconds(watch.settleSeconds))")
+      out.append("  keep_source = \(watch.keepSource)")
+      out.append("  verify = \(watch.verify)")
+      out.append("  manifest = \(watch.manifestPath)")
+    }
+    if !config.masked.isEmpty {
+      out.append("")
+      out.append("Masked drop-ins (not applied):")
+      for item in config.masked {
+        if item.file == item.maskedBy {
+          out.append("  \(item.file)  (mask: empty or /dev/null)")
+        } else {
+          out.append("  \(item.file)  (overridden by \(item.maskedBy))")
+        }
+      }
+    }
+    if !config.problems.isEmpty {
+      out.append("")
+      out.append("Broken drop-ins (skipped):")
+      for problem in config.problems { out.append("  \(problem.description)") }
+    }
+    return out.joined(separator: "\n") + "\n"
+  }
+
+  static func formatSeconds(_ value: Double) -> String {
+    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+  }
+}

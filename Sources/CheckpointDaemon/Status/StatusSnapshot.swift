@@ -1,0 +1,197 @@
+import Foundation
+
+/// The daemon as a whole: what `state` in the status document says.
+public enum DaemonRunState: String, Codable, Sendable, CaseIterable {
+  case starting, running, reloading, stopping
+}
+
+/// One watched directory: what its `state` says.
+public enum DirectoryWatchState: String, Codable, Sendable, CaseIterable {
+  /// Watched with inotify.
+  case watching
+  /// Does not exist (yet); picked up when it appears.
+  case missing
+  /// Cannot be watched (permissions, watch limit); `last_error` says why.
+  case error
+}
+
+/// A checkpoint that is seen but not converted yet, and why it waits.
+public struct PendingCheckpoint: Codable, Sendable, Equatable {
+  public var name: String
+  /// e.g. "waiting for trainer_state.json", "settling (4 s left)", "queued", "retry in 30 s".
+  public var reason: String
+
+  public init(name: String, reason: String) {
+    self.name = name
+    self.reason = reason
+  }
+}
+
+/// One watched directory in the status document.
+public struct DirectoryStatus: Codable, Sendable, Equatable {
+  public var path: String
+  /// Target format (`bin` or `safetensors`).
+  public var format: String
+  /// Target dtype (`keep`, `f32`, `f16`, `bf16`).
+  public var dtype: String
+  public var state: DirectoryWatchState
+  /// Outcomes since start by manifest event name: converted, failed, skipped, vanished.
+  public var counts: [String: Int]
+  public var pending: [PendingCheckpoint]
+  public var lastError: String?
+
+  public init(
+    path: String, format: String, dtype: String, state: DirectoryWatchState = .watching, counts: [String: Int] = [:],
+    pending: [PendingCheckpoint] = [], lastError: String? = nil
+  ) {
+    self.path = path
+    self.format = format
+    self.dtype = dtype
+    self.state = state
+    self.counts = counts
+    self.pending = pending
+    self.lastError = lastError
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case path, format, dtype, state, counts, pending
+    case lastError = "last_error"
+  }
+}
+
+/// A conversion under way.
+public struct ActiveConversion: Codable, Sendable, Equatable {
+  /// The watched directory.
+  public var directory: String
+  /// The checkpoint folder's name.
+  public var checkpoint: String
+  public var bytesDone: Int64
+  public var bytesTotal: Int64
+  public var startedAt: Date
+
+  public init(directory: String, checkpoint: String, bytesDone: Int64 = 0, bytesTotal: Int64 = 0, startedAt: Date) {
+    self.directory = directory
+    self.checkpoint = checkpoint
+    self.bytesDone = bytesDone
+    self.bytesTotal = bytesTotal
+    self.startedAt = startedAt
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case directory, checkpoint
+    case bytesDone = "bytes_done"
+    case bytesTotal = "bytes_total"
+    case startedAt = "started_at"
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    directory = try c.decode(String.self, forKey: .directory)
+    checkpoint = try c.decode(String.self, forKey: .checkpoint)
+    bytesDone = try c.decode(Int64.self, forKey: .bytesDone)
+    bytesTotal = try c.decode(Int64.self, forKey: .bytesTotal)
+    startedAt = try ISOTime.decode(c, .startedAt)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(directory, forKey: .directory)
+    try c.encode(checkpoint, forKey: .checkpoint)
+    try c.encode(bytesDone, forKey: .bytesDone)
+    try c.encode(bytesTotal, forKey: .bytesTotal)
+    try c.encode(ISOTime.string(startedAt), forKey: .startedAt)
+  }
+}
+
+/// inotify figures.
+public struct InotifyStatus: Codable, Sendable, Equatable {
+  /// Watches held now.
+  public var watches: Int
+  /// IN_Q_OVERFLOW events seen.
+  public var overflows: Int
+  /// Full rescans done (start-up, reload, overflow, unknown watch).
+  public var rescans: Int
+
+  public init(watches: Int = 0, overflows: Int = 0, rescans: Int = 0) {
+    self.watches = watches
+    self.overflows = overflows
+    self.rescans = rescans
+  }
+}
+
+/// The status document (`status.json`), replaced atomically by `StatusPublisher`, read by `ckptd status`.
+public struct StatusSnapshot: Codable, Sendable, Equatable {
+  public static let currentSchemaVersion = 1
+
+  public var schemaVersion: Int
+  public var pid: Int32
+  /// ckptd's version.
+  public var version: String
+  public var startedAt: Date
+  /// Set by the publisher on every write.
+  public var updatedAt: Date
+  public var state: DaemonRunState
+  public var directories: [DirectoryStatus]
+  public var active: [ActiveConversion]
+  public var inotify: InotifyStatus
+  /// Drop-ins that were skipped.
+  public var problems: [DropinProblem]
+
+  public init(
+    pid: Int32, version: String, startedAt: Date = Date(), updatedAt: Date? = nil, state: DaemonRunState = .starting,
+    directories: [DirectoryStatus] = [], active: [ActiveConversion] = [], inotify: InotifyStatus = InotifyStatus(),
+    problems: [DropinProblem] = [], schemaVersion: Int = StatusSnapshot.currentSchemaVersion
+  ) {
+    self.schemaVersion = schemaVersion
+    self.pid = pid
+    self.version = version
+    self.startedAt = startedAt
+    self.updatedAt = updatedAt ?? startedAt
+    self.state = state
+    self.directories = directories
+    self.active = active
+    self.inotify = inotify
+    self.problems = problems
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case schemaVersion = "schema_version"
+    case pid, version
+    case startedAt = "started_at"
+    case updatedAt = "updated_at"
+    case state, directories, active, inotify, problems
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
+    pid = try c.decode(Int32.self, forKey: .pid)
+    version = try c.decodeIfPresent(String.self, forKey: .version) ?? ""
+    startedAt = try ISOTime.decode(c, .startedAt)
+    updatedAt = try ISOTime.decode(c, .updatedAt)
+    state = try c.decode(DaemonRunState.self, forKey: .state)
+    directories = try c.decodeIfPresent([DirectoryStatus].self, forKey: .directories) ?? []
+    active = try c.decodeIfPresent([ActiveConversion].self, forKey: .active) ?? []
+    inotify = try c.decodeIfPresent(InotifyStatus.self, forKey: .inotify) ?? InotifyStatus()
+    problems = try c.decodeIfPresent([DropinProblem].self, forKey: .problems) ?? []
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(schemaVersion, forKey: .schemaVersion)
+    try c.encode(pid, forKey: .pid)
+    try c.encode(version, forKey: .version)
+    try c.encode(ISOTime.string(startedAt), forKey: .startedAt)
+    try c.encode(ISOTime.string(updatedAt), forKey: .updatedAt)
+    try c.encode(state, forKey: .state)
+    try c.encode(directories, forKey: .directories)
+    try c.encode(active, forKey: .active)
+    try c.encode(inotify, forKey: .inotify)
+    try c.encode(problems, forKey: .problems)
+  }
+
+  /// Index of the directory entry for `path`, if any.
+  public func directoryIndex(path: String) -> Int? {
+    directories.firstIndex { $0.path == path }
+  }
+}
