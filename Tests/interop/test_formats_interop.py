@@ -274,7 +274,7 @@ def mixed_dict() -> dict:
         "d.empty": torch.zeros(0, 2, dtype=torch.float16),
         "e.bool": torch.tensor([[True], [False]]),
         "f.fp8": torch.randn(4).to(torch.float8_e5m2),
-        "g.u16": torch.arange(3, dtype=torch.uint16),
+        "g.u16": torch.arange(3).to(torch.uint16),
         "tied.x": shared,
         "tied.y": shared,
         "view.t": shared.t(),
