@@ -53,6 +53,9 @@ install: build-release
 	install -D -m 0644 systemd/ckptd.service $(DESTDIR)/etc/systemd/system/ckptd.service
 	install -d $(DESTDIR)/etc/ckptd/watch.d
 	[ -f $(DESTDIR)/etc/ckptd/ckptd.toml ] || install -m 0644 config/ckptd.toml $(DESTDIR)/etc/ckptd/ckptd.toml
+	install -D -m 0644 config/watch.d/10-example.toml $(DESTDIR)$(PREFIX)/share/ckptd/examples/watch.d/10-example.toml
+	install -D -m 0644 systemd/ckptd.service.d/10-output-dirs.conf.example \
+	  $(DESTDIR)$(PREFIX)/share/ckptd/examples/ckptd.service.d/10-output-dirs.conf
 
 clean:
 	rm -rf .build

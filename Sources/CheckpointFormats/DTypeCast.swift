@@ -76,19 +76,43 @@ public enum DTypeCast {
   @inline(__always)
   public static func floatBits(fromBFloat16Bits bits: UInt16) -> UInt32 { UInt32(bits) << 16 }
 
-  /// F32 -> F16, round to nearest even, IEEE NaN handling (quiet, payload truncated).
+  /// F32 -> F16, round to nearest even, IEEE NaN handling (quiet, payload truncated), as the F16C
+  /// instruction and compiler-rt do. Bit arithmetic (F. Giesen's `float_to_half_fast3_rtne`), since the
+  /// library conversion is a slow call per element.
   @inline(__always)
   public static func halfBits(fromFloatBits bits: UInt32) -> UInt16 {
-    Float16(Float(bitPattern: bits)).bitPattern
+    let sign = bits & 0x8000_0000
+    let magnitude = bits ^ sign
+    let result: UInt32
+    if magnitude >= 0x4780_0000 {
+      // Overflow to infinity, infinity, or NaN (quieted, top payload bits kept).
+      result = magnitude > 0x7F80_0000 ? 0x7E00 | ((magnitude >> 13) & 0x03FF) : 0x7C00
+    } else if magnitude < 0x3880_0000 {
+      // Subnormal or zero in F16: let the FPU round by adding a magic number.
+      let magic: UInt32 = 0x3F00_0000
+      let sum = Float(bitPattern: magnitude) + Float(bitPattern: magic)
+      result = sum.bitPattern &- magic
+    } else {
+      let odd = (magnitude >> 13) & 1
+      result = (magnitude &+ 0xC800_0FFF &+ odd) >> 13
+    }
+    return UInt16(truncatingIfNeeded: result | sign >> 16)
   }
 
   /// F16 -> F32: exact; a NaN is quieted and keeps its payload.
   @inline(__always)
   public static func floatBits(fromHalfBits bits: UInt16) -> UInt32 {
-    if bits & 0x7C00 == 0x7C00 && bits & 0x03FF != 0 {
-      return UInt32(bits & 0x8000) << 16 | 0x7FC0_0000 | UInt32(bits & 0x03FF) << 13
+    let sign = UInt32(bits & 0x8000) << 16
+    let exponent = bits & 0x7C00
+    let mantissa = UInt32(bits & 0x03FF)
+    if exponent == 0x7C00 {
+      return sign | 0x7F80_0000 | (mantissa == 0 ? 0 : 0x0040_0000 | mantissa << 13)
     }
-    return Float(Float16(bitPattern: bits)).bitPattern
+    if exponent == 0 {
+      // Zero or subnormal: mantissa * 2^-24 is exact in F32.
+      return sign | (Float(mantissa) * 0x1p-24).bitPattern
+    }
+    return sign | (UInt32(bits & 0x7FFF) << 13 &+ 0x3800_0000)
   }
 
   /// F16 -> F64: exact; a NaN is quieted and keeps its payload.
@@ -97,13 +121,13 @@ public enum DTypeCast {
     if bits & 0x7C00 == 0x7C00 && bits & 0x03FF != 0 {
       return UInt64(bits & 0x8000) << 48 | 0x7FF8_0000_0000_0000 | UInt64(bits & 0x03FF) << 42
     }
-    return Double(Float16(bitPattern: bits)).bitPattern
+    return Double(Float(bitPattern: floatBits(fromHalfBits: bits))).bitPattern
   }
 
   /// F16 -> BF16 (through the exact F32 value); NaN -> 0x7FC0 as torch's scalar kernel gives.
   @inline(__always)
   public static func bfloat16Bits(fromHalfBits bits: UInt16) -> UInt16 {
     if bits & 0x7C00 == 0x7C00 && bits & 0x03FF != 0 { return 0x7FC0 }
-    return bfloat16Bits(fromFloatBits: Float(Float16(bitPattern: bits)).bitPattern)
+    return bfloat16Bits(fromFloatBits: floatBits(fromHalfBits: bits))
   }
 }

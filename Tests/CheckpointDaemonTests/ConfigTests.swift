@@ -141,6 +141,9 @@ import Testing
     try dir.write("etc/30-c.toml", "")  // empty file masks
     try dir.write("lib/40-d.toml", dropin("/d-lib"))
     try FileManager.default.createSymbolicLink(atPath: run + "/40-d.toml", withDestinationPath: "/dev/null")
+    try dir.write("lib/60-f.toml", dropin("/f-lib"))
+    try FileManager.default.createSymbolicLink(atPath: dir.sub("nul"), withDestinationPath: "/dev/null")
+    try FileManager.default.createSymbolicLink(atPath: etc + "/60-f.toml", withDestinationPath: dir.sub("nul"))
     try dir.write("lib/05-first.toml", dropin("/first"))
     try dir.write("etc/README.md", "not a drop-in")
     try dir.write("etc/50-e.toml.disabled", dropin("/e"))
@@ -155,7 +158,7 @@ import Testing
     #expect(
       masked == [
         run + "/20-b.toml", lib + "/20-b.toml", lib + "/10-a.toml", etc + "/30-c.toml", lib + "/30-c.toml",
-        run + "/40-d.toml", lib + "/40-d.toml",
+        run + "/40-d.toml", lib + "/40-d.toml", etc + "/60-f.toml", lib + "/60-f.toml",
       ])
     #expect(config.masked.contains(MaskedDropin(file: lib + "/20-b.toml", maskedBy: etc + "/20-b.toml")))
     #expect(config.masked.contains(MaskedDropin(file: etc + "/30-c.toml", maskedBy: etc + "/30-c.toml")))

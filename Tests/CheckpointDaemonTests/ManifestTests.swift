@@ -102,3 +102,20 @@ import Testing
     #expect("\(error.map { "\($0)" } ?? "")".contains("/nonexistent-ckptd-dir/m.jsonl"))
   }
 }
+
+@Suite struct ManifestTimeTests {
+  @Test(arguments: [
+    ("2027-01-15T08:00:00.125Z", 1_800_000_000.125), ("2027-01-15T08:00:00Z", 1_800_000_000),
+    ("2027-01-15T09:00:00.5+01:00", 1_800_000_000.5), ("2027-01-15T08:00:00.125456+00:00", 1_800_000_000.125),
+  ])
+  func parsesWithAndWithoutFractions(text: String, seconds: Double) throws {
+    let date = try #require(ISOTime.date(text))
+    #expect(abs(date.timeIntervalSince1970 - seconds) < 0.001)
+  }
+
+  @Test func rejectsNonTimestamps() {
+    #expect(ISOTime.date("yesterday") == nil)
+    let line = #"{"checkpoint":"c","event":"converted","format":"bin","dtype":"keep","start":"x","end":"y"}"#
+    #expect(throws: DecodingError.self) { try JSONDecoder().decode(ManifestRecord.self, from: Data(line.utf8)) }
+  }
+}

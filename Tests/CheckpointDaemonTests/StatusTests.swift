@@ -186,3 +186,24 @@ final class ReadCounts: @unchecked Sendable {
     #expect(StatusRenderer.duration(seconds) == text)
   }
 }
+
+@Suite struct StatusUpdateTests {
+  @Test func countsAndReloadKeepHistory() {
+    var snapshot = StatusSnapshot(pid: 1, version: "x")
+    let a = WatchConfig(path: "/a", format: .safetensors, dtype: .f16)
+    let b = WatchConfig(path: "/b", format: .torch)
+    snapshot.setDirectories([a])
+    snapshot.count(.converted, in: "/a")
+    snapshot.count(.converted, in: "/a")
+    snapshot.count(.failed, in: "/a")
+    snapshot.count(.converted, in: "/nowhere")
+    #expect(
+      snapshot.directories == [
+        DirectoryStatus(path: "/a", format: "safetensors", dtype: "f16", counts: ["converted": 2, "failed": 1])
+      ])
+    snapshot.setDirectories([b, a])
+    #expect(snapshot.directories.map(\.path) == ["/b", "/a"])
+    #expect(snapshot.directories[0].format == "bin")
+    #expect(snapshot.directories[1].counts["converted"] == 2)
+  }
+}

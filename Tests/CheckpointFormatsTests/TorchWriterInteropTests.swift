@@ -69,6 +69,12 @@ private let compareScript = #"""
           problems.append(f"{i.filename}: zip entry differs")
   last = za[-1].header_offset
   if open(ours, "rb").read()[:last] != open(ref, "rb").read()[:last]: problems.append("archive bytes differ")
+  import os, torch.utils.serialization
+  os.environ["TORCH_SERIALIZATION_DEBUG"] = "1"  # asserts computed offsets == header offsets
+  torch.utils.serialization.config.load.calculate_storage_offsets = True
+  c = torch.load(ours, weights_only=True, mmap=True)
+  for name in b:
+      if bytes(c[name].untyped_storage()) != bytes(b[name].untyped_storage()): problems.append(f"{name}: computed offsets")
   print("\n".join(problems) or "OK")
   """#
 

@@ -163,6 +163,11 @@ extension ConfigLoader {
     }
     var info = stat()
     guard stat(file, &info) == 0 else { return false }
+    if (info.st_mode & S_IFMT) == S_IFCHR {
+      // A symlink chain that ends at /dev/null.
+      var null = stat()
+      return stat("/dev/null", &null) == 0 && info.st_rdev == null.st_rdev
+    }
     return (info.st_mode & S_IFMT) == S_IFREG && info.st_size == 0
   }
 }
