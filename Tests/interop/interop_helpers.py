@@ -133,6 +133,7 @@ def assert_one_line_error(rc: int, err: str, path) -> str:
 
 def convert(run_ckptd, path, to: str, *extra, expect_rc: int = 0):
     """Run `ckptd convert PATH --to TO ...`; asserts the exit code; returns (rc, out, err)."""
+    extra = tuple(str(e) for e in extra)
     rc, out, err = run_ckptd("convert", str(path), "--to", to, *extra)
     assert rc == expect_rc, f"ckptd convert {path} --to {to} {' '.join(extra)}: rc={rc}\nstdout={out}\nstderr={err}"
     return rc, out, err
