@@ -33,9 +33,9 @@ def payloads(marker: Path):
     m = str(marker)
     return {
         "os.system": (os.system, (f"touch {m}",), r"(os|posix)\W+system"),
-        "builtins.eval": (builtins.eval, (f"open({m!r}, 'w').close()",), r"builtins\W+eval"),
-        "builtins.exec": (builtins.exec, (f"open({m!r}, 'w').close()",), r"builtins\W+exec"),
-        "subprocess.Popen": (sp.Popen, (["touch", m],), r"subprocess\W+Popen"),
+        "builtins.eval": (builtins.eval, (f"open({m!r}, 'w').close()",), r"(builtins|__builtin__)\W+eval"),
+        "builtins.exec": (builtins.exec, (f"open({m!r}, 'w').close()",), r"(builtins|__builtin__)\W+exec"),
+        "subprocess.Popen": (sp.Popen, (["touch", m],), r"(subprocess|commands)\W+Popen"),
     }
 
 
