@@ -354,3 +354,22 @@ def test_failure_in_the_middle_leaves_no_temporary(tmp_path, run_ckptd):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.safetensors"]
     assert src.read_bytes() == before
     assert os.path.getsize(src) == len(before)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path, run_ckptd):
+    """The first byte of a safetensors file is the low byte of the header length: 0x80 must not look like a
+    legacy torch pickle (PROTO) nor 'PK' like a zip."""
+    import struct
+
+    sd = {"w": torch.randn(3, 2), "b": torch.arange(4)}
+    src = tmp_path / "w.safetensors"
+    for pad in range(0, 300):
+        save_file(sd, src, metadata={"format": "pt", "pad": "x" * pad})
+        if src.read_bytes()[0] == 0x80:
+            break
+    assert src.read_bytes()[0] == 0x80, struct.unpack("<Q", src.read_bytes()[:8])
+    rc, out, err = run_ckptd("inspect", src, "--json")
+    assert rc == 0, err
+    assert inspect_tensors(out) == {k: (v.dtype, list(v.shape)) for k, v in sd.items()}
+    convert(run_ckptd, src, "bin")
+    check_bin(tmp_path / "w.bin", sd)
