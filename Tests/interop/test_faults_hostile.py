@@ -1,0 +1,198 @@
+"""Hostile input end to end through the running daemon. Each hostile checkpoint is refused with one clear reason
+naming the file, leaves no output, is recorded `failed` with retryable false, is not retried on rescan (SIGHUP)
+or restart until its files change (touch: retried), and the daemon keeps running and converting the good ones.
+
+Cases: a pytorch_model.bin whose pickle calls os.system (the marker file is never created), an index whose
+weight_map points at "../evil.safetensors" or at "/etc/passwd", a weight file that is a symlink leading out of
+the folder, and a symlink planted at the output name (the write must not follow it). A truncated safetensors
+that never completes is never converted: it waits, with the reason shown in the status.
+"""
+
+import json
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from faults_support import (
+    Daemon,
+    events,
+    last_record,
+    read_manifest,
+    sha256,
+    temporaries,
+    wait_for,
+    write_safetensors_checkpoint,
+)
+
+
+def os_system_pickle(marker: Path) -> bytes:
+    """Protocol 2: {'w': os.system('touch MARKER')} with a literal GLOBAL 'os system'."""
+    cmd = f"touch {marker}".encode()
+    return (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01cos\nsystem\nq\x02X"
+        + struct.pack("<I", len(cmd))
+        + cmd
+        + b"q\x03\x85q\x04Rq\x05s."
+    )
+
+
+def torch_style_zip(path: Path, pkl: bytes):
+    writer = torch._C.PyTorchFileWriter(str(path))
+    writer.write_record("data.pkl", pkl, len(pkl))
+    writer.write_record("byteorder", b"little", 6)
+    writer.write_end_of_file()
+
+
+def finish(folder: Path):
+    (folder / "trainer_state.json").write_text("{}")
+
+
+def index_checkpoint(folder: Path, shard: str):
+    folder.mkdir(parents=True)
+    save_file({"a": torch.ones(4)}, str(folder / "model-00001-of-00002.safetensors"), metadata={"format": "pt"})
+    index = {
+        "metadata": {"total_size": 32},
+        "weight_map": {"a": "model-00001-of-00002.safetensors", "b": shard},
+    }
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    finish(folder)
+
+
+def build(tmp_path: Path, root_bin: Path, root_st: Path):
+    """The hostile checkpoints: name -> (root, file whose change should trigger a retry, expected words)."""
+    marker = tmp_path / "PWNED"
+    cases = {}
+
+    folder = root_st / "checkpoint-pickle"
+    folder.mkdir(parents=True)
+    torch_style_zip(folder / "pytorch_model.bin", os_system_pickle(marker))
+    finish(folder)
+    cases["checkpoint-pickle"] = (root_st, folder / "pytorch_model.bin", ["pytorch_model.bin", "system"])
+
+    save_file({"evil": torch.zeros(4)}, str(root_bin / "evil.safetensors"), metadata={"format": "pt"})
+    index_checkpoint(root_bin / "checkpoint-dotdot", "../evil.safetensors")
+    cases["checkpoint-dotdot"] = (
+        root_bin,
+        root_bin / "checkpoint-dotdot" / "model.safetensors.index.json",
+        ["model.safetensors.index.json", "../evil.safetensors"],
+    )
+    index_checkpoint(root_bin / "checkpoint-abs", "/etc/passwd")
+    cases["checkpoint-abs"] = (
+        root_bin,
+        root_bin / "checkpoint-abs" / "model.safetensors.index.json",
+        ["model.safetensors.index.json", "/etc/passwd"],
+    )
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    save_file({"x": torch.ones(3)}, str(outside / "model.safetensors"), metadata={"format": "pt"})
+    folder = root_bin / "checkpoint-symlink"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(outside / "model.safetensors")
+    finish(folder)
+    cases["checkpoint-symlink"] = (root_bin, folder / "model.safetensors", ["model.safetensors", "symlink"])
+
+    victim = outside / "victim.bin"
+    victim.write_bytes(b"do not overwrite me")
+    folder = root_bin / "checkpoint-planted"
+    write_safetensors_checkpoint(folder, nbytes=8 << 10)
+    (folder / "pytorch_model.bin").symlink_to(victim)
+    cases["checkpoint-planted"] = (root_bin, folder / "model.safetensors", ["pytorch_model.bin"])
+    return cases, marker, victim
+
+
+def no_outputs(folder: Path, before: set):
+    now = {p.name for p in folder.iterdir()}
+    assert now == before, f"{folder}: left behind {sorted(now - before)}"
+
+
+def test_hostile_checkpoints_through_the_daemon(tmp_path):
+    root_bin = tmp_path / "to-bin"
+    root_st = tmp_path / "to-st"
+    root_bin.mkdir()
+    root_st.mkdir()
+    cases, marker, victim = build(tmp_path, root_bin, root_st)
+    victim_sha = sha256(victim)
+    contents = {name: {p.name for p in (root / name).iterdir()} for name, (root, _, _) in cases.items()}
+
+    # Truncated and never completed: header intact, data cut short.
+    truncated = root_bin / "checkpoint-truncated"
+    write_safetensors_checkpoint(truncated, nbytes=64 << 10)
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
+    old = time.time() - 60
+    os.utime(truncated / "model.safetensors", (old, old))
+    # And good checkpoints beside them.
+    write_safetensors_checkpoint(root_bin / "checkpoint-good", nbytes=16 << 10)
+
+    daemon = Daemon(tmp_path / "etc")
+    daemon.add_dropin("10-bin.toml", root_bin, fmt="bin", settle=1)
+    daemon.add_dropin("20-st.toml", root_st, fmt="safetensors", settle=1)
+    daemon.start()
+    try:
+        def all_failed():
+            return all((r := last_record(root, name)) and r["event"] == "failed" for name, (root, _, _) in cases.items())
+
+        wait_for(all_failed, 60, what="every hostile checkpoint recorded as failed")
+        wait_for(lambda: (r := last_record(root_bin, "checkpoint-good")) and r["event"] == "converted", 60,
+                 what="the good checkpoint converted")
+        for name, (root, _, words) in cases.items():
+            record = last_record(root, name)
+            assert record["retryable"] is False, record
+            error = record["error"]
+            assert "\n" not in error and name in error, error
+            for word in words:
+                assert word in error, (word, error)
+            no_outputs(root / name, contents[name])
+            assert f"conversion failed: {error}" in daemon.log_text() or error in daemon.log_text()
+        assert not marker.exists(), "the pickle's os.system ran"
+        assert sha256(victim) == victim_sha and (root_bin / "checkpoint-planted" / "pytorch_model.bin").is_symlink()
+        assert not temporaries(root_bin) and not temporaries(root_st)
+
+        # The truncated file waits with its reason; nothing is written for it.
+        pending = wait_for(
+            lambda: [p for p in (daemon.directory(root_bin) or {}).get("pending", []) if p["name"] == truncated.name],
+            20,
+            what="the truncated checkpoint pending in the status",
+        )
+        assert "model.safetensors" in pending[0]["reason"], pending
+        assert not (truncated / "pytorch_model.bin").exists() and not events(root_bin, truncated.name)
+
+        # Not retried on a rescan (SIGHUP reload) ...
+        os.kill(daemon.pid, signal.SIGHUP)
+        time.sleep(4)
+        assert daemon.alive()
+        for name, (root, _, _) in cases.items():
+            assert events(root, name) == ["failed"], (name, events(root, name))
+    finally:
+        daemon.stop()
+
+    # ... nor after a restart.
+    daemon.start()
+    try:
+        time.sleep(4)
+        for name, (root, _, _) in cases.items():
+            assert events(root, name) == ["failed"], (name, events(root, name))
+        # Touching the file: retried (and refused again).
+        for name, (root, changed, _) in cases.items():
+            os.utime(changed, follow_symlinks=False)
+        wait_for(
+            lambda: all(events(root, name) == ["failed", "failed"] for name, (root, _, _) in cases.items()),
+            60,
+            what="every hostile checkpoint retried once after touch",
+        )
+        assert daemon.alive()
+        wait_for(daemon.status_fresh, 10, what="a fresh status")
+    finally:
+        daemon.stop()
+    assert not marker.exists()
+    assert sha256(victim) == victim_sha
+    for name, (root, _, _) in cases.items():
+        no_outputs(root / name, contents[name])
+    records = read_manifest(root_bin) + read_manifest(root_st)
+    print(f"\nhostile checkpoints through the daemon: {len(cases) + 1} ({len(records)} manifest records)")
