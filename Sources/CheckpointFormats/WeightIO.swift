@@ -32,6 +32,7 @@ public enum StreamBuffer {
   public static let defaultSize = 8 << 20
 
   /// Runs `body` with a freshly allocated scratch buffer of `size` bytes, freed afterwards.
+  @discardableResult
   public static func with<T>(
     size: Int = defaultSize, _ body: (UnsafeMutableRawBufferPointer) throws -> T
   ) rethrows -> T {
