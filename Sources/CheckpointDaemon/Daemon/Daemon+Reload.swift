@@ -65,8 +65,9 @@ extension Daemon {
           case .dropins: false
           }
         }, watcher: watcher)
+      // Its conversions are abandoned (temporaries removed), as on SIGTERM.
+      for name in root.converting { queue.cancel(root.folder(name)) }
       roots[path] = nil
-      _ = root
     }
     for (path, watch) in wanted {
       if let root = roots[path] {
