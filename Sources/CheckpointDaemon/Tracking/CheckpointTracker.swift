@@ -1,6 +1,10 @@
 import CheckpointFormats
 import Foundation
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Why a checkpoint is or is not ready to convert.
 public enum Readiness: Sendable, Equatable {
   /// Finished: marker present, quiet for the settle time, stable across two scans, structurally complete.
@@ -104,7 +108,11 @@ public struct CheckpointTracker: Sendable {
         switch Self.shards(ofIndex: path) {
         case .none: return "\(name) incomplete"
         case .some(let shards):
-          if let missing = shards.first(where: { snapshot.files[$0] == nil }) {
+          // A shard that is not a plain file name ("../x", "/etc/passwd") or is a symlink is the conversion's
+          // to refuse: waiting for it would hold the checkpoint forever.
+          if let missing = shards.first(where: { shard in
+            Self.isPlainName(shard) && snapshot.files[shard] == nil && !Self.exists(folder + "/" + shard)
+          }) {
             return "waiting for \(missing) (listed in \(name))"
           }
         }
@@ -120,6 +128,17 @@ public struct CheckpointTracker: Sendable {
       }
     }
     return nil
+  }
+
+  /// True for a file name without a folder part (no `/`, not `.` or `..`, not empty).
+  static func isPlainName(_ name: String) -> Bool {
+    !name.isEmpty && name != "." && name != ".." && !name.contains("/")
+  }
+
+  /// True when something (file, folder, symlink) is at `path`.
+  static func exists(_ path: String) -> Bool {
+    var info = stat()
+    return lstat(path, &info) == 0
   }
 
   /// The shard names of an index's `weight_map`; nil when the JSON does not parse (still being written).
