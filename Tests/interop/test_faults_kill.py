@@ -97,7 +97,7 @@ def test_kill9_during_conversions(sources, tmp_path):
     for root in roots.values():
         root.mkdir()
     checkpoints = []  # (root, folder, source name, target format, source fingerprint)
-    kills = outputs_seen = 0
+    kills = outputs_seen = torn = 0
 
     for run_index in range(CONVERT_RUNS):
         size = SIZES[run_index % len(SIZES)]
@@ -114,14 +114,24 @@ def test_kill9_during_conversions(sources, tmp_path):
             stderr=subprocess.PIPE,
             env=clean_env(),
         )
-        time.sleep(rng.uniform(0, times[(size, name)] * 1.1))
+        if run_index % 2:
+            # Aim at the write: once the temporary exists, somewhere in the time left.
+            deadline = time.monotonic() + times[(size, name)] * 2
+            while proc.poll() is None and not temporaries(folder) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, times[(size, name)] * 0.6))
+        else:
+            time.sleep(rng.uniform(0, times[(size, name)] * 1.1))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
         proc.stderr.close()
+        torn += bool(temporaries(folder))
         outputs_seen += check_after_kill(folder, name, fmt, before)
 
+    stale = temporaries(tmp_path / "runs-to-bin") + temporaries(tmp_path / "runs-to-safetensors")
+    assert len(stale) == torn
     # The daemon killed while converting: started on a new checkpoint, killed once its conversion is under way.
     daemon = Daemon(tmp_path / "etc")
     for fmt, root in roots.items():
@@ -142,14 +152,13 @@ def test_kill9_during_conversions(sources, tmp_path):
         except AssertionError:
             pass  # it may have finished between two polls: then the kill lands after it, also a valid case
         time.sleep(rng.uniform(0, times[(size, name)]))
-        if daemon.alive():
+        if daemon.alive() and (busy() or temporaries(folder)):
             daemon_kills += 1
         daemon.stop(signal.SIGKILL)
         for root_, folder_, name_, fmt_, before_ in checkpoints:
             outputs_seen += check_after_kill(folder_, name_, fmt_, before_)
 
-    stale = temporaries(tmp_path / "runs-to-bin") + temporaries(tmp_path / "runs-to-safetensors")
-    print(f"{CONVERT_RUNS} convert runs ({kills} killed mid-way), {DAEMON_RUNS} daemon runs ({daemon_kills} killed);"
+    print(f"{CONVERT_RUNS} convert runs ({kills} killed mid-way, {torn} with a temporary), {DAEMON_RUNS} daemon runs ({daemon_kills} killed mid-conversion);"
           f" {len(stale)} stale temporaries left by the kills")
 
     # A torn last line, as a crash in the middle of an append leaves it.
@@ -172,7 +181,7 @@ def test_kill9_during_conversions(sources, tmp_path):
             )
         assert daemon.alive()
         assert not temporaries(tmp_path / "runs-to-bin") and not temporaries(tmp_path / "runs-to-safetensors")
-        if stale:
+        if stale:  # removed at the first start-up after the kills
             assert "removed stale temporaries" in daemon.log_text()
     finally:
         daemon.stop()
@@ -193,9 +202,12 @@ def test_kill9_during_conversions(sources, tmp_path):
         else:
             got = load_file(str(output))
             want = torch.load(folder / name, map_location="cpu", weights_only=True)
-        assert set(got) == set(want)
+        assert set(got) <= set(want), f"{output}: extra tensors {set(got) - set(want)}"
         for key in want:
-            assert torch.equal(got[key], want[key]), f"{output}: {key}"
+            if key in got:
+                assert torch.equal(got[key], want[key]), f"{output}: {key}"
+            else:  # a tied weight is stored once in safetensors, as transformers does
+                assert any(torch.equal(want[key], got[other]) for other in got), f"{output}: {key} lost"
     for root in roots.values():
         records = read_manifest(root, tolerate=(TORN,))  # strict: only torn lines are tolerated
         assert records, root
