@@ -161,9 +161,13 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
 
         # The truncated file waits with its reason; nothing is written for it.
         pending = wait_for(
-            lambda: [p for p in (daemon.directory(root_bin) or {}).get("pending", []) if p["name"] == truncated.name],
+            lambda: [
+                p
+                for p in (daemon.directory(root_bin) or {}).get("pending", [])
+                if p["name"] == truncated.name and "model.safetensors" in p["reason"]
+            ],
             20,
-            what="the truncated checkpoint pending in the status",
+            what="the truncated checkpoint pending in the status, naming its incomplete file",
         )
         assert "model.safetensors" in pending[0]["reason"], pending
         assert not (truncated / "pytorch_model.bin").exists() and not events(root_bin, truncated.name)
