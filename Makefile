@@ -32,8 +32,12 @@ test: setup build lint swift-test interop fuzz-smoke
 swift-test:
 	$(SWIFT) test --skip-build
 
+# The interop suite: real torch/safetensors/transformers against the debug binary. pytest prints its summary
+# line (-ra lists failures/skips) and exits non-zero on any failure, which fails make.
 interop: setup-python
-	CKPTD=$(CURDIR)/.build/debug/ckptd $(VENV)/bin/python -m pytest -q Tests/interop
+	@test -x $(CURDIR)/.build/debug/ckptd || { echo "interop: $(CURDIR)/.build/debug/ckptd missing: run make build"; exit 1; }
+	cd $(CURDIR) && CKPTD=$(CURDIR)/.build/debug/ckptd HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+		$(VENV)/bin/python -m pytest -q -ra -p no:cacheprovider Tests/interop
 
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests

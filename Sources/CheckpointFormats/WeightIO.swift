@@ -32,6 +32,7 @@ public enum StreamBuffer {
   public static let defaultSize = 8 << 20
 
   /// Runs `body` with a freshly allocated scratch buffer of `size` bytes, freed afterwards.
+  @discardableResult
   public static func with<T>(
     size: Int = defaultSize, _ body: (UnsafeMutableRawBufferPointer) throws -> T
   ) rethrows -> T {
@@ -43,11 +44,17 @@ public enum StreamBuffer {
 
 /// Opens any weight file ckptd understands, deciding by content, not by name.
 public enum WeightFile {
-  /// Sniffs the first bytes: `PK\x03\x04` is a torch zip, a pickle `PROTO` opcode is a legacy torch
-  /// file, anything else is tried as safetensors.
+  /// Sniffs the first bytes. A safetensors file is recognised first (a little-endian header length
+  /// followed by `{`): its length can start with any byte, 0x80 and `PK` included. Otherwise `PK\x03\x04` is a
+  /// torch zip and a pickle `PROTO` opcode (0x80) a legacy torch file; anything else is tried as safetensors,
+  /// whose reader says what is wrong.
   public static func detect(path: String) throws -> WeightFormat {
     let file = try ReadableFile(path: path)
-    let head = try file.readBytes(at: 0, count: Int(Swift.min(file.size, 8)))
+    let head = try file.readBytes(at: 0, count: Int(Swift.min(file.size, 9)))
+    if head.count == 9, head[8] == UInt8(ascii: "{") {
+      let length = head[0..<8].reversed().reduce(UInt64(0)) { ($0 << 8) | UInt64($1) }
+      if length >= 2, length <= UInt64(SafetensorsReader.maxHeaderSize) { return .safetensors }
+    }
     if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .torch }
     if head.first == 0x80 { return .torch }
     return .safetensors

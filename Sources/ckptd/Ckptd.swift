@@ -30,13 +30,15 @@ struct Ckptd: AsyncParsableCommand {
       Glibc.exit(1)
     } catch {
       let code = exitCode(for: error)
-      if code == .success || code.rawValue == 1 || code.rawValue == 3 {
-        if code != .success && !(error is ExitCode) {
-          FileHandleOutput.standardError(fullMessage(for: error))
-        }
-        Glibc.exit(code.rawValue)
+      let message = fullMessage(for: error)
+      if code == .success {
+        // --help, --version and the like: the text goes to standard output.
+        if !message.isEmpty { print(message) }
+        Glibc.exit(0)
       }
-      FileHandleOutput.standardError(fullMessage(for: error))
+      // A command that throws ExitCode has already said what it had to say.
+      if error is ExitCode { Glibc.exit(code.rawValue) }
+      if !message.isEmpty { FileHandleOutput.standardError(message) }
       Glibc.exit(code == ExitCode.validationFailure ? 2 : code.rawValue)
     }
   }
