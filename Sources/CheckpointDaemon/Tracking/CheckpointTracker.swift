@@ -71,6 +71,8 @@ public struct CheckpointTracker: Sendable {
   /// Scans `folder` and says whether it is ready; call again after the reason's time has passed.
   public mutating func evaluate(_ folder: String, now: Double) -> Readiness {
     guard let snapshot = FolderSnapshot.take(folder) else {
+      // Still there but unreadable (permissions): keep it, and say why it waits.
+      if let reason = Self.unreadable(folder) { return .waiting(reason) }
       candidates[folder] = nil
       return .gone
     }
@@ -127,6 +129,16 @@ public struct CheckpointTracker: Sendable {
         continue
       }
     }
+    return nil
+  }
+
+  /// Why an existing folder cannot be listed (e.g. "cannot read the folder: Permission denied"); nil when it
+  /// is gone or readable.
+  static func unreadable(_ folder: String) -> String? {
+    var info = stat()
+    guard lstat(folder, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return nil }
+    guard let dir = opendir(folder) else { return "cannot read the folder: \(String(cString: strerror(errno)))" }
+    closedir(dir)
     return nil
   }
 
