@@ -126,10 +126,13 @@ def test_permission_denied_on_a_weight_file(nobody_base):
     locked = root / "checkpoint-1"
     write_safetensors_checkpoint(locked, nbytes=32 << 10)
     write_safetensors_checkpoint(root / "checkpoint-2", nbytes=32 << 10, seed=2)
+    closed = root / "checkpoint-3"
+    write_safetensors_checkpoint(closed, nbytes=32 << 10, seed=3)
     daemon = Daemon(nobody_base / "etc")
     daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
     chown_tree(nobody_base, nobody.pw_uid, nobody.pw_gid)
     os.chmod(locked / "model.safetensors", 0)
+    os.chmod(closed, 0)  # a whole checkpoint folder it cannot list
     prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
     daemon.start(prefix=prefix)
     try:
@@ -151,6 +154,17 @@ def test_permission_denied_on_a_weight_file(nobody_base):
         assert code == 0 and "Permission denied" in out, out + err
         assert daemon.alive() and pid_alive(daemon.pid)
         assert not (locked / "pytorch_model.bin").exists() and not temporaries(root)
+        # The unreadable folder waits, with the reason in the status (not silently dropped).
+        wait_for(
+            lambda: any(
+                p["name"] == closed.name and "Permission denied" in p["reason"]
+                for p in (daemon.directory(root) or {}).get("pending", [])
+            ),
+            10,
+            what="the unreadable checkpoint folder pending with its reason",
+        )
+        os.chmod(closed, 0o755)
+        wait_for(lambda: converted(root, closed.name), 60, what="checkpoint-3 converted once readable")
         # Not retried while nothing changes ...
         time.sleep(3)
         assert events(root, "checkpoint-1") == ["failed"], events(root, "checkpoint-1")

@@ -128,7 +128,12 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
     (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
     old = time.time() - 60
     os.utime(truncated / "model.safetensors", (old, old))
-    # And good checkpoints beside them.
+    # A FIFO named like a weight file (opening it would block): nothing hangs, nothing is written.
+    fifo = root_bin / "checkpoint-fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "model.safetensors")
+    finish(fifo)
+    # And good checkpoints beside them (converted after the FIFO one: the queue is in name order).
     write_safetensors_checkpoint(root_bin / "checkpoint-good", nbytes=16 << 10)
 
     daemon = Daemon(tmp_path / "etc")
@@ -156,6 +161,7 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
             no_outputs(root / name, contents[name])
             assert f"conversion failed: {error}" in daemon.log_text() or error in daemon.log_text()
         assert not marker.exists(), "the pickle's os.system ran"
+        assert {p.name for p in fifo.iterdir()} == {"model.safetensors", "trainer_state.json"}
         assert sha256(victim) == victim_sha and (root_bin / "checkpoint-planted" / "pytorch_model.bin").is_symlink()
         assert not temporaries(root_bin) and not temporaries(root_st)
 
@@ -217,4 +223,4 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
         if name != "checkpoint-symlink":
             no_outputs(root / name, contents[name])
     records = read_manifest(root_bin) + read_manifest(root_st)
-    print(f"\nhostile checkpoints through the daemon: {len(cases) + 1} ({len(records)} manifest records)")
+    print(f"\nhostile checkpoints through the daemon: {len(cases) + 2} ({len(records)} manifest records)")
