@@ -5,8 +5,6 @@ setpriv: root reads everything), and broken drop-ins next to a working one.
 
 import os
 import shutil
-import stat
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ from faults_support import (
     events,
     last_record,
     pid_alive,
+    read_manifest,
     run,
     temporaries,
     wait_for,
@@ -72,9 +71,7 @@ def test_checkpoint_deleted_during_conversion(tmp_path):
         wait_for(lambda: converted(root, "checkpoint-200"), 60, what="checkpoint-200 converted")
     finally:
         daemon.stop()
-    assert os.listdir(root) == [".ckptd-manifest.jsonl", "checkpoint-200"] or sorted(os.listdir(root)) == sorted(
-        [".ckptd-manifest.jsonl", "checkpoint-200"]
-    )
+    assert sorted(os.listdir(root)) == [".ckptd-manifest.jsonl", "checkpoint-200"]
 
 
 def test_output_directory_deleted_and_recreated(tmp_path):
@@ -216,5 +213,27 @@ def test_broken_dropins_are_reported_and_others_keep_converting(tmp_path):
         (folder / "trainer_state.json").write_text("{}")
         wait_for(lambda: converted(other, "checkpoint-5"), 60, what="the other directory converting")
         assert daemon.alive()
+    finally:
+        daemon.stop()
+
+
+def test_output_directory_deleted_during_a_conversion(tmp_path):
+    root = tmp_path / "run"
+    write_safetensors_checkpoint(root / "checkpoint-1", nbytes=160 << 20)
+    daemon = Daemon(tmp_path / "etc")
+    daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
+    daemon.start()
+    try:
+        wait_for(lambda: temporaries(root), 60, 0.02, what="the conversion of checkpoint-1 to start writing")
+        remove_tree(root)
+        assert not root.exists()
+        time.sleep(0.5)
+        root.mkdir()
+        write_safetensors_checkpoint(root / "checkpoint-2", nbytes=16 << 10, seed=2)
+        wait_for(lambda: converted(root, "checkpoint-2"), 60, what="checkpoint-2 converted in the recreated directory")
+        assert daemon.alive()
+        assert not temporaries(tmp_path)
+        assert "checkpoint-1" not in os.listdir(root)
+        assert all(r["event"] in ("vanished", "converted") for r in read_manifest(root))
     finally:
         daemon.stop()
