@@ -224,3 +224,32 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
             no_outputs(root / name, contents[name])
     records = read_manifest(root_bin) + read_manifest(root_st)
     print(f"\nhostile checkpoints through the daemon: {len(cases) + 2} ({len(records)} manifest records)")
+
+
+def test_planted_symlinks_in_the_watched_directory(tmp_path):
+    """A checkpoint folder that is a symlink leading elsewhere is not followed (nothing is written there); a
+    manifest name planted as a symlink is not written through; the daemon keeps converting."""
+    root = tmp_path / "run"
+    root.mkdir()
+    elsewhere = tmp_path / "elsewhere" / "checkpoint-9"
+    write_safetensors_checkpoint(elsewhere, nbytes=8 << 10)
+    (root / "checkpoint-9").symlink_to(elsewhere)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a manifest\n")
+    victim_sha = sha256(victim)
+    (root / ".ckptd-manifest.jsonl").symlink_to(victim)
+    write_safetensors_checkpoint(root / "checkpoint-1", nbytes=8 << 10)
+    daemon = Daemon(tmp_path / "etc")
+    daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
+    daemon.start()
+    try:
+        wait_for(lambda: (root / "checkpoint-1" / "pytorch_model.bin").exists(), 60, what="checkpoint-1 converted")
+        wait_for(lambda: "cannot append" in daemon.log_text(), 10, what="the manifest failure logged")
+        time.sleep(2)
+        assert daemon.alive()
+        wait_for(daemon.status_fresh, 10, what="a fresh status")
+    finally:
+        daemon.stop()
+    assert sha256(victim) == victim_sha, "the manifest was written through a planted symlink"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["model.safetensors", "optimizer.pt", "trainer_state.json"]
+    assert not temporaries(root) and not temporaries(tmp_path / "elsewhere")
