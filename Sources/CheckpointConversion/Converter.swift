@@ -87,7 +87,9 @@ public enum Converter {
     result.tensorCount = plan.files.reduce(0) { $0 + $1.names.count }
     result.verified = options.verify
     if options.removeSource {
-      for source in plan.sourcePaths {
+      // Index files first: a kill part-way then leaves shards without an index, never an index that
+      // names a shard already removed (which the next run would refuse).
+      for source in plan.indexes.map(\.input) + plan.files.map(\.input) {
         try FileSystem.remove(source)
         result.removedSources.append(source)
       }
