@@ -22,6 +22,8 @@ public final class OutputFile {
   public private(set) var position: Int64 = 0
   private var finished = false
   private var hasher: StreamingSHA256?
+  /// Hashes on a second core by reading the temporary back; `hasher` is the in-line fallback.
+  private var background: BackgroundFileHasher?
 
   /// Creates the temporary for `path` with `mode` permission bits.
   public init(path: String, mode: mode_t = 0o644, sha256: Bool = false) throws {
@@ -40,15 +42,21 @@ public final class OutputFile {
     self.path = path
     self.temporaryPath = temporary
     self.fd = fd
-    self.hasher = sha256 ? StreamingSHA256() : nil
+    if sha256 {
+      self.background = BackgroundFileHasher(path: temporary)
+      if background == nil { self.hasher = StreamingSHA256() }
+    }
   }
 
   /// The lowercase hex SHA-256 of everything appended so far, if the file was opened with `sha256: true`.
+  /// Call it once the last byte is appended: the hash is computed on a second thread, which this ends.
   public func sha256Hex() -> String? {
-    hasher?.hexDigest()
+    if let background { return background.finish() }
+    return hasher?.hexDigest()
   }
 
   deinit {
+    background?.cancel()
     if !finished {
       close(fd)
       unlink(temporaryPath)
@@ -68,8 +76,12 @@ public final class OutputFile {
       }
       done += n
     }
-    hasher?.update(bytes)
     position += Int64(bytes.count)
+    if let background {
+      background.advance(to: position)
+    } else {
+      hasher?.update(bytes)
+    }
   }
 
   /// Appends an array of bytes (headers and records, not tensor data).
@@ -103,6 +115,8 @@ public final class OutputFile {
       let err = errno
       throw CheckpointError(.io, path: path, "fsync failed: \(String(cString: strerror(err)))", errno: err)
     }
+    // The data is on disk now: drop it from the page cache, which a training job next to us needs more.
+    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     if close(fd) != 0 {
       let err = errno
       finished = true
@@ -124,6 +138,7 @@ public final class OutputFile {
 
   /// Closes and removes the temporary; nothing appears under the final name.
   public func abandon() {
+    background?.cancel()
     guard !finished else { return }
     finished = true
     close(fd)
