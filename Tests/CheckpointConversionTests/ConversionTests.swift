@@ -158,6 +158,19 @@ import Testing
     #expect(Fixtures.listing(folder) == ["pytorch_model.bin"])
   }
 
+  @Test func folderDeletedMidwayIsReportedAsVanished() throws {
+    let fixtures = try Fixtures()
+    defer { fixtures.remove() }
+    let folder = try fixtures.folder("checkpoint-62")
+    try Fixtures.writeTiedBin(folder + "/pytorch_model.bin")
+    let rotate: @Sendable (Int64, Int64) -> Void = { _, _ in try? FileManager.default.removeItem(atPath: folder) }
+    let error = #expect(throws: CheckpointError.self) {
+      try Converter.convert(path: folder, options: ConversionOptions(target: .safetensors, progress: rotate))
+    }
+    #expect(error?.code == .vanished)
+    #expect(!FileManager.default.fileExists(atPath: folder))
+  }
+
   @Test func removeSourceAfterVerification() throws {
     let fixtures = try Fixtures()
     defer { fixtures.remove() }

@@ -55,7 +55,7 @@ struct Fixtures {
   ) throws {
     let output = try OutputFile(path: path)
     try StreamBuffer.with(size: 1 << 16) { scratch in
-      try SafetensorsWriter.write(
+      _ = try SafetensorsWriter.write(
         tensors: tensors.map { OutputTensor(name: $0.0, dtype: $0.1, shape: $0.2, source: BytesSource($0.3)) },
         metadata: metadata, to: output, scratch: scratch)
     }

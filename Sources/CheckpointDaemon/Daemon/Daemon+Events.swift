@@ -1,0 +1,233 @@
+import CheckpointFormats
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+extension Daemon {
+  /// One message from the watcher.
+  func handle(_ message: WatcherMessage) {
+    guard !stopping else { return }
+    switch message {
+    case .rescan(let reason):
+      rescanAll(reason: reason)
+    case .event(let event):
+      let owners = registry.owners(of: event.wd)
+      let retired = registry.retired.contains(event.wd)
+      if event.has(WatchMask.ignored) { registry.forget(event.wd) }
+      if owners.isEmpty && retired { return }
+      if owners.isEmpty {
+        if !event.has(WatchMask.ignored) { rescanAll(reason: "event on unknown watch \(event.wd)") }
+        return
+      }
+      for owner in owners { route(event, to: owner) }
+    }
+  }
+
+  private func route(_ event: InotifyEvent, to owner: WatchOwner) {
+    let now = Date().timeIntervalSince1970
+    switch owner {
+    case .root(let path):
+      guard let root = roots[path] else { return }
+      rootEvent(root, event)
+    case .parent(let path):
+      guard let root = roots[path], !root.present else { return }
+      establishIfAppeared(
+        root, force: event.has(WatchMask.ignored | WatchMask.deleteSelf | WatchMask.moveSelf))
+    case .folder(let path, let folder):
+      guard let root = roots[path] else { return }
+      if event.name.isEmpty
+        && event.has(WatchMask.deleteSelf | WatchMask.moveSelf | WatchMask.ignored)
+      {
+        folderGone(root, name: (folder as NSString).lastPathComponent)
+      } else {
+        root.tracker.noteChange(in: folder, now: now)
+      }
+    case .dropins:
+      scheduleReload()
+    }
+  }
+
+  private func rootEvent(_ root: WatchedRoot, _ event: InotifyEvent) {
+    if event.name.isEmpty {
+      if event.has(WatchMask.deleteSelf | WatchMask.moveSelf | WatchMask.ignored) { rootLost(root) }
+      return
+    }
+    guard root.tracker.rules.matches(event.name) else { return }
+    if event.has(WatchMask.create | WatchMask.movedTo) && event.isDirectory {
+      root.done.remove(event.name)
+      consider(
+        root, name: event.name, manifest: root.manifest.latest(), now: Date().timeIntervalSince1970)
+      root.tracker.noteChange(in: root.folder(event.name), now: Date().timeIntervalSince1970)
+    } else if event.has(WatchMask.delete | WatchMask.movedFrom) {
+      folderGone(root, name: event.name)
+    }
+  }
+
+  // MARK: Roots
+
+  /// Watches the root if it exists (then reconciles and scans it), else its nearest existing parent.
+  func establish(_ root: WatchedRoot, reconcile: Bool) {
+    if Self.isDirectory(root.path) {
+      do {
+        try registry.acquire(
+          root.path, mask: WatchMask.root, owner: .root(root.path), watcher: watcher)
+      } catch {
+        root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
+        logger.error("cannot watch \(root.path): \(root.lastError ?? "")")
+        return
+      }
+      registry.release(.parent(root: root.path), watcher: watcher)
+      let wasPresent = root.present
+      root.present = true
+      root.lastError = nil
+      if !wasPresent {
+        logger.info(
+          "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
+      }
+      if reconcile || !wasPresent { removeStaleTemporaries(root) }
+      scan(root)
+    } else {
+      root.present = false
+      registry.release(.parent(root: root.path), watcher: watcher)
+      var parent = (root.path as NSString).deletingLastPathComponent
+      while !parent.isEmpty && parent != "/" && !Self.isDirectory(parent) {
+        parent = (parent as NSString).deletingLastPathComponent
+      }
+      if parent.isEmpty { parent = "/" }
+      do {
+        try registry.acquire(
+          parent, mask: WatchMask.root, owner: .parent(root: root.path), watcher: watcher)
+      } catch {
+        // Polled from the tick instead.
+      }
+    }
+  }
+
+  /// Picks up a missing root once it exists; re-watches the nearest parent when that one went away.
+  func establishIfAppeared(_ root: WatchedRoot, force: Bool = false) {
+    if Self.isDirectory(root.path) {
+      establish(root, reconcile: true)
+    } else if force || registry.descriptor(for: nearestParent(of: root.path)) == nil {
+      establish(root, reconcile: false)
+    }
+  }
+
+  private func nearestParent(of path: String) -> String {
+    var parent = (path as NSString).deletingLastPathComponent
+    while !parent.isEmpty && parent != "/" && !Self.isDirectory(parent) {
+      parent = (parent as NSString).deletingLastPathComponent
+    }
+    return parent.isEmpty ? "/" : parent
+  }
+
+  /// The root was deleted or moved away: drop its folders and wait for it to come back.
+  func rootLost(_ root: WatchedRoot) {
+    guard root.present else { return }
+    logger.warning("\(root.path) went away; waiting for it to reappear")
+    root.present = false
+    registry.release(.root(root.path), watcher: watcher)
+    registry.release(
+      where: { if case .folder(root.path, _) = $0 { true } else { false } }, watcher: watcher)
+    for folder in root.tracker.folders { root.tracker.forget(folder) }
+    root.pending = [:]
+    root.done = []
+    establish(root, reconcile: false)
+  }
+
+  /// Full rescan (overflow, unknown watch descriptor, reload).
+  func rescanAll(reason: String) {
+    rescans += 1
+    logger.notice("rescanning every directory: \(reason)")
+    for root in roots.values {
+      if root.present && !Self.isDirectory(root.path) {
+        rootLost(root)
+      } else if root.present {
+        // Re-adding the watch is idempotent and repairs a watch lost with the overflow.
+        establish(root, reconcile: false)
+      } else {
+        establishIfAppeared(root, force: true)
+      }
+    }
+    evaluatePending()
+    publishStatus()
+  }
+
+  /// Lists the root and tracks every checkpoint folder that is not done yet.
+  func scan(_ root: WatchedRoot) {
+    let now = Date().timeIntervalSince1970
+    let latest = root.manifest.latest()
+    let names = Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
+    for name in names { consider(root, name: name, manifest: latest, now: now) }
+    let present = Set(names)
+    for folder in root.tracker.folders
+    where !present.contains((folder as NSString).lastPathComponent) {
+      folderGone(root, name: (folder as NSString).lastPathComponent)
+    }
+    root.done = root.done.intersection(present)
+  }
+
+  /// Decides what to do with one checkpoint folder: done per manifest, or watched (first) and tracked.
+  func consider(_ root: WatchedRoot, name: String, manifest: [String: ManifestRecord], now: Double) {
+    guard !root.converting.contains(name) else { return }
+    let folder = root.folder(name)
+    if Reconcile.isDone(manifest[name], folder: folder) {
+      root.done.insert(name)
+      if root.tracker.isTracking(folder) { stopTracking(root, folder: folder) }
+      return
+    }
+    root.done.remove(name)
+    do {
+      try registry.acquire(
+        folder, mask: WatchMask.checkpoint, owner: .folder(root: root.path, folder: folder),
+        watcher: watcher)
+    } catch {
+      // Gone already, or the watch limit: the tick's re-evaluation still sees it.
+      logger.debug("cannot watch \(folder): \(error)")
+    }
+    if !root.tracker.isTracking(folder) {
+      root.tracker.track(folder, now: now)
+      if let record = manifest[name], let snapshot = FolderSnapshot.take(folder),
+        Reconcile.failureStillApplies(record, snapshot: snapshot)
+      {
+        let error = CheckpointError(.invalidFormat, path: folder, record.error ?? "failed before")
+        root.retries.recordFailure(
+          folder, fingerprint: snapshot.weightFingerprint, error: error, now: now)
+      }
+    }
+  }
+
+  func stopTracking(_ root: WatchedRoot, folder: String) {
+    root.tracker.forget(folder)
+    root.pending[(folder as NSString).lastPathComponent] = nil
+    registry.release(.folder(root: root.path, folder: folder), watcher: watcher)
+  }
+
+  /// A checkpoint folder was deleted or moved away (rotation).
+  func folderGone(_ root: WatchedRoot, name: String) {
+    let folder = root.folder(name)
+    stopTracking(root, folder: folder)
+    root.done.remove(name)
+    root.retries.clear(folder)
+    if root.converting.contains(name) {
+      logger.info("\(folder) removed during its conversion")
+    }
+  }
+
+  private func removeStaleTemporaries(_ root: WatchedRoot) {
+    for name in Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
+    where !root.converting.contains(name) {
+      let removed = Reconcile.removeStaleTemporaries(in: root.folder(name))
+      if !removed.isEmpty {
+        logger.notice("removed stale temporaries in \(root.folder(name)): \(removed)")
+      }
+    }
+  }
+
+  static func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+  }
+}

@@ -1,0 +1,333 @@
+import CInotifyTools
+import CheckpointFormats
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The one owner of libinotifytools in the process.
+///
+/// libinotifytools is process-global and not thread-safe, so a single dedicated thread makes every call
+/// into it. Other code talks to it through a lock-protected request list and a wake-up pipe; events are
+/// copied into `InotifyEvent` values and routed to the client that owns the watch descriptor. The map from
+/// watch descriptor to path is our own: the library's path table goes stale on deletes and renames.
+final class InotifyEngine: @unchecked Sendable {
+  /// The process-wide engine, started on first use.
+  static let shared: Result<InotifyEngine, CheckpointError> = {
+    do {
+      return .success(try InotifyEngine())
+    } catch let error as CheckpointError {
+      return .failure(error)
+    } catch {
+      return .failure(CheckpointError(.io, path: "inotify", "\(error)"))
+    }
+  }()
+
+  struct Watch: Sendable {
+    var path: String
+    var mask: UInt32
+    var client: UInt64
+  }
+
+  private enum Request {
+    case add(path: String, mask: UInt32, client: UInt64, reply: Reply<Int32>)
+    case remove(wd: Int32, reply: Reply<Void>)
+    case dropClient(UInt64)
+    case pause(seconds: Double)
+  }
+
+  /// Counters for the status file.
+  struct Figures: Sendable {
+    var watches = 0
+    var overflows = 0
+    var unknownWatches = 0
+  }
+
+  private let requests = Locked<[Request]>([])
+  private let state = Locked<
+    (watches: [Int32: Watch], clients: [UInt64: ClientSink], removed: Set<Int32>, figures: Figures)
+  >(([:], [:], [], Figures()))
+  private let nextClient = Locked<UInt64>(1)
+  private var wakeRead: Int32 = -1
+  private var wakeWrite: Int32 = -1
+  /// The inotify descriptor found in /proc/self/fd after initialisation (-1 if not found).
+  private(set) var inotifyFd: Int32 = -1
+  private var pausedUntil: Double = 0
+
+  final class ClientSink: @unchecked Sendable {
+    let continuation: AsyncStream<WatcherMessage>.Continuation
+    init(_ continuation: AsyncStream<WatcherMessage>.Continuation) { self.continuation = continuation }
+  }
+
+  private init() throws {
+    var fds: [Int32] = [-1, -1]
+    guard pipe(&fds) == 0 else {
+      throw CheckpointError(.io, path: "inotify", "cannot create the wake-up pipe: \(String(cString: strerror(errno)))")
+    }
+    wakeRead = fds[0]
+    wakeWrite = fds[1]
+    for fd in fds {
+      _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+      _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+    let started = Reply<Int32>()
+    let thread = Thread { [self] in
+      let before = Self.inotifyDescriptors()
+      guard inotifytools_initialize() != 0 else {
+        started.finish(.failure(Self.libraryError("cannot initialise inotify")))
+        return
+      }
+      let fd = Self.inotifyDescriptors().subtracting(before).min() ?? -1
+      if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+      started.finish(.success(fd))
+      self.loop()
+    }
+    thread.name = "ckptd-inotify"
+    thread.start()
+    inotifyFd = try started.wait()
+  }
+
+  // MARK: Client API (any thread)
+
+  func register(_ continuation: AsyncStream<WatcherMessage>.Continuation) -> UInt64 {
+    let id = nextClient.withLock { value -> UInt64 in
+      defer { value += 1 }
+      return value
+    }
+    state.withLock { $0.clients[id] = ClientSink(continuation) }
+    return id
+  }
+
+  func unregister(_ client: UInt64) {
+    submit(.dropClient(client))
+  }
+
+  func addWatch(path: String, mask: UInt32, client: UInt64) throws -> Int32 {
+    let reply = Reply<Int32>()
+    submit(.add(path: path, mask: mask, client: client, reply: reply))
+    return try reply.wait()
+  }
+
+  func removeWatch(wd: Int32) {
+    let reply = Reply<Void>()
+    submit(.remove(wd: wd, reply: reply))
+    try? reply.wait()
+  }
+
+  /// Stops reading events for `seconds` so that the kernel queue can overflow (tests).
+  func pauseReading(seconds: Double) {
+    submit(.pause(seconds: seconds))
+  }
+
+  func watches(of client: UInt64) -> [Int32: String] {
+    state.withLock { state in
+      state.watches.filter { $0.value.client == client }.mapValues(\.path)
+    }
+  }
+
+  var figures: Figures { state.withLock { $0.figures } }
+
+  private func submit(_ request: Request) {
+    requests.withLock { $0.append(request) }
+    var byte: UInt8 = 1
+    _ = Glibc.write(wakeWrite, &byte, 1)
+  }
+
+  // MARK: Owner thread
+
+  private func loop() {
+    while true {
+      processRequests()
+      let now = Date().timeIntervalSince1970
+      var fds = [
+        pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+        pollfd(fd: inotifyFd, events: Int16(POLLIN), revents: 0),
+      ]
+      let paused = now < pausedUntil
+      let count: nfds_t = paused || inotifyFd < 0 ? 1 : 2
+      let timeout: Int32 = paused ? Int32(max(1, (pausedUntil - now) * 1000)) : 1000
+      _ = poll(&fds, count, timeout)
+      if fds[0].revents != 0 { drainWakePipe() }
+      if paused { continue }
+      if inotifyFd < 0 || fds[1].revents != 0 { drainEvents() }
+    }
+  }
+
+  private func drainWakePipe() {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    while Glibc.read(wakeRead, &buffer, buffer.count) > 0 {}
+  }
+
+  /// Reads until libinotifytools' buffer is empty: events it has already read from the kernel would
+  /// otherwise sit there with nothing left to wake `poll`.
+  private func drainEvents() {
+    var handled = 0
+    while let event = inotifytools_next_events(0, 1) {
+      deliver(copy(event))
+      handled += 1
+      if handled % 256 == 0 { processRequests() }
+    }
+  }
+
+  private func copy(_ event: UnsafeMutablePointer<inotify_event>) -> (Int32, UInt32, UInt32, String) {
+    var name = ""
+    let length = Int(event.pointee.len)
+    if length > 0 {
+      var eventName: UnsafePointer<CChar>?
+      var dirLength = 0
+      _ = inotifytools_filename_from_event(event, &eventName, &dirLength)
+      if let eventName {
+        name = String(cString: eventName)
+      } else {
+        // The name follows the fixed header, NUL-padded to `len` bytes.
+        let bytes = UnsafeRawBufferPointer(
+          start: UnsafeRawPointer(event).advanced(by: MemoryLayout<inotify_event>.size), count: length)
+        name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+      }
+    }
+    return (event.pointee.wd, event.pointee.mask, event.pointee.cookie, name)
+  }
+
+  private func deliver(_ raw: (wd: Int32, mask: UInt32, cookie: UInt32, name: String)) {
+    if raw.wd < 0 || raw.mask & WatchMask.overflow != 0 {
+      let sinks = state.withLock { state -> [ClientSink] in
+        state.figures.overflows += 1
+        return Array(state.clients.values)
+      }
+      for sink in sinks { sink.continuation.yield(.rescan(reason: "inotify queue overflow")) }
+      return
+    }
+    let ignored = raw.mask & WatchMask.ignored != 0
+    let routed = state.withLock { state -> (Watch, ClientSink?)? in
+      guard let watch = state.watches[raw.wd] else {
+        // Events still queued for a watch we removed ourselves are expected, not lost state.
+        if state.removed.contains(raw.wd) {
+          if ignored { state.removed.remove(raw.wd) }
+          return (Watch(path: "", mask: 0, client: 0), nil)
+        }
+        if !ignored { state.figures.unknownWatches += 1 }
+        return nil
+      }
+      if ignored {
+        state.watches[raw.wd] = nil
+        state.figures.watches = state.watches.count
+      }
+      return (watch, state.clients[watch.client])
+    }
+    guard let (watch, sink) = routed else {
+      if !ignored {
+        let sinks = state.withLock { Array($0.clients.values) }
+        for sink in sinks { sink.continuation.yield(.rescan(reason: "event on unknown watch \(raw.wd)")) }
+      }
+      return
+    }
+    let event = InotifyEvent(wd: raw.wd, mask: raw.mask, cookie: raw.cookie, name: raw.name, directory: watch.path)
+    sink?.continuation.yield(.event(event))
+  }
+
+  private func processRequests() {
+    let pending = requests.withLock { list -> [Request] in
+      defer { list.removeAll() }
+      return list
+    }
+    for request in pending {
+      switch request {
+      case .add(let path, let mask, let client, let reply):
+        reply.finish(Result { try add(path: path, mask: mask, client: client) })
+      case .remove(let wd, let reply):
+        remove(wd: wd)
+        reply.finish(.success(()))
+      case .dropClient(let client):
+        let wds = state.withLock { state -> [Int32] in
+          state.clients[client]?.continuation.finish()
+          state.clients[client] = nil
+          return state.watches.filter { $0.value.client == client }.map(\.key)
+        }
+        for wd in wds { remove(wd: wd) }
+      case .pause(let seconds):
+        pausedUntil = Date().timeIntervalSince1970 + seconds
+      }
+    }
+  }
+
+  private func add(path: String, mask: UInt32, client: UInt64) throws -> Int32 {
+    guard inotifytools_watch_file(path, Int32(bitPattern: mask)) != 0 else {
+      throw Self.libraryError("cannot watch", path: path)
+    }
+    // The library only says yes or no, and its path table maps a re-created path to a dead descriptor
+    // (watching-and-systemd.md 1.6). Adding the same watch again with the same mask is idempotent in the
+    // kernel and returns the live descriptor.
+    let wd = inotifyFd >= 0 ? inotify_add_watch(inotifyFd, path, mask) : Self.libraryDescriptor(for: path)
+    guard wd >= 0 else {
+      throw CheckpointError(.io, path: path, "cannot watch: \(String(cString: strerror(errno)))", errno: errno)
+    }
+    state.withLock { state in
+      state.watches[wd] = Watch(path: path, mask: mask, client: client)
+      state.removed.remove(wd)
+      state.figures.watches = state.watches.count
+    }
+    return wd
+  }
+
+  private func remove(wd: Int32) {
+    let known = state.withLock { state -> Bool in
+      guard state.watches.removeValue(forKey: wd) != nil else { return false }
+      state.removed.insert(wd)
+      state.figures.watches = state.watches.count
+      return true
+    }
+    // Only watches the kernel still holds: after IN_IGNORED the entry is already gone from our map.
+    if known && inotifyFd >= 0 { _ = inotify_rm_watch(inotifyFd, wd) }
+  }
+
+  private static func libraryDescriptor(for path: String) -> Int32 {
+    var info = stat()
+    let isDirectory = stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    let stored = isDirectory && !path.hasSuffix("/") ? path + "/" : path
+    return inotifytools_wd_from_filename(stored)
+  }
+
+  private static func libraryError(_ what: String, path: String = "inotify") -> CheckpointError {
+    let code = inotifytools_error()
+    let reason = code > 0 ? String(cString: strerror(code)) : "unknown error \(code)"
+    if code == ENOSPC {
+      return CheckpointError(
+        .limitExceeded, path: path, "\(what): inotify watch limit reached (raise fs.inotify.max_user_watches)",
+        errno: code)
+    }
+    return CheckpointError(.io, path: path, "\(what): \(reason)", errno: code)
+  }
+
+  /// Descriptors in /proc/self/fd that are inotify instances.
+  static func inotifyDescriptors() -> Set<Int32> {
+    var result: Set<Int32> = []
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for entry in entries {
+      guard let fd = Int32(entry) else { continue }
+      if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + entry),
+        target == "anon_inode:inotify"
+      {
+        result.insert(fd)
+      }
+    }
+    return result
+  }
+}
+
+/// A one-shot reply slot a caller blocks on until the owner thread fills it.
+final class Reply<Value>: @unchecked Sendable {
+  private let semaphore = DispatchSemaphore(value: 0)
+  private var result: Result<Value, any Error>?
+
+  func finish(_ result: Result<Value, any Error>) {
+    self.result = result
+    semaphore.signal()
+  }
+
+  func wait() throws -> Value {
+    semaphore.wait()
+    guard let result else { throw CheckpointError(.io, path: "inotify", "no reply from the watcher thread") }
+    return try result.get()
+  }
+}

@@ -1,0 +1,64 @@
+import CheckpointFormats
+
+/// A handle on the process's inotify thread: its own watches and its own stream of events.
+///
+/// Every call into libinotifytools happens on one owner thread (`InotifyEngine`); this handle sends it
+/// requests and receives copies of the events on the watches it added. Several handles may exist (tests
+/// run in parallel); an overflow of the shared kernel queue is delivered to all of them as `.rescan`.
+public final class InotifyWatcher: Sendable {
+  private let engine: InotifyEngine
+  private let client: UInt64
+  /// Events on this handle's watches, and rescan requests.
+  public let messages: AsyncStream<WatcherMessage>
+
+  /// Starts (or joins) the inotify thread.
+  public init() throws {
+    engine = try InotifyEngine.shared.get()
+    let (stream, continuation) = AsyncStream<WatcherMessage>.makeStream(bufferingPolicy: .unbounded)
+    messages = stream
+    client = engine.register(continuation)
+  }
+
+  deinit {
+    engine.unregister(client)
+  }
+
+  /// Watches `path` (a directory) for `mask` events; returns the watch descriptor. A second call for a
+  /// path already watched returns the same descriptor with the new mask.
+  @discardableResult
+  public func watch(_ path: String, mask: UInt32) throws -> Int32 {
+    try engine.addWatch(path: path, mask: mask, client: client)
+  }
+
+  /// Removes a watch this handle added; a watch the kernel already dropped (IN_IGNORED) is left alone.
+  public func unwatch(_ wd: Int32) {
+    engine.removeWatch(wd: wd)
+  }
+
+  /// The live watches of this handle: descriptor to path.
+  public var watches: [Int32: String] { engine.watches(of: client) }
+
+  /// Process-wide figures: live watches, overflows, events on unknown descriptors.
+  public var figures: (watches: Int, overflows: Int, unknownWatches: Int) {
+    let figures = engine.figures
+    return (figures.watches, figures.overflows, figures.unknownWatches)
+  }
+
+  /// The inotify descriptor (FD_CLOEXEC set), or -1 if it could not be found.
+  public var descriptor: Int32 { engine.inotifyFd }
+
+  /// Stops reading events for `seconds` so that the kernel queue can overflow (for tests).
+  public func pauseReading(seconds: Double) {
+    engine.pauseReading(seconds: seconds)
+  }
+
+  /// Reads events again after `pauseReading(seconds:)`.
+  public func resumeReading() {
+    engine.pauseReading(seconds: 0)
+  }
+
+  /// Ends the message stream and removes every watch of this handle.
+  public func close() {
+    engine.unregister(client)
+  }
+}

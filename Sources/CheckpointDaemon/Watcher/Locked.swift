@@ -1,0 +1,21 @@
+import Foundation
+
+/// A value guarded by a lock, shared between the watcher thread, worker threads and async code.
+public final class Locked<Value>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: Value
+
+  /// Wraps `value`.
+  public init(_ value: Value) { self.value = value }
+
+  /// Runs `body` with exclusive access to the value.
+  @discardableResult
+  public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+    lock.lock()
+    defer { lock.unlock() }
+    return try body(&value)
+  }
+
+  /// A copy of the current value.
+  public var current: Value { withLock { $0 } }
+}

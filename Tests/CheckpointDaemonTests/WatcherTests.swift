@@ -1,0 +1,150 @@
+import CheckpointFormats
+import Foundation
+import Testing
+
+@testable import CheckpointDaemon
+
+/// A fresh temporary directory, removed by `cleanup()`.
+struct WatcherTempDir {
+  let path: String
+
+  init() throws {
+    path = NSTemporaryDirectory() + "ckptd-watch-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+  }
+
+  func file(_ name: String, _ text: String = "x") throws {
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path + "/" + name))
+  }
+
+  func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Collects watcher messages until one satisfies `predicate` or `timeout` passes.
+func collect(
+  _ watcher: InotifyWatcher, timeout: Double = 5, until predicate: @escaping @Sendable (WatcherMessage) -> Bool
+) async -> [WatcherMessage] {
+  await withTaskGroup(of: [WatcherMessage]?.self) { group in
+    group.addTask {
+      var seen: [WatcherMessage] = []
+      for await message in watcher.messages {
+        seen.append(message)
+        if predicate(message) { return seen }
+      }
+      return seen
+    }
+    group.addTask {
+      try? await Task.sleep(for: .seconds(timeout))
+      return nil
+    }
+    let first = await group.next() ?? nil
+    group.cancelAll()
+    return first ?? []
+  }
+}
+
+@Suite(.serialized) struct WatcherTests {
+  @Test func seesCreateAndCloseWrite() async throws {
+    let dir = try WatcherTempDir()
+    defer { dir.cleanup() }
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    let wd = try watcher.watch(dir.path, mask: WatchMask.checkpoint)
+    #expect(wd > 0)
+    #expect(watcher.watches[wd] == dir.path)
+    try dir.file("trainer_state.json", "{}")
+    let seen = await collect(watcher) { message in
+      if case .event(let event) = message {
+        return event.name == "trainer_state.json" && event.has(WatchMask.closeWrite)
+      }
+      return false
+    }
+    let events = seen.compactMap { message -> InotifyEvent? in
+      if case .event(let event) = message { return event }
+      return nil
+    }
+    #expect(events.contains { $0.has(WatchMask.create) && $0.name == "trainer_state.json" })
+    #expect(events.contains { $0.has(WatchMask.closeWrite) && $0.path == dir.path + "/trainer_state.json" })
+  }
+
+  @Test func descriptorIsCloseOnExec() throws {
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    #expect(watcher.descriptor >= 0)
+    #expect(fcntl(watcher.descriptor, F_GETFD) & FD_CLOEXEC != 0)
+  }
+
+  @Test func deletedFolderDropsItsWatchAndCanBeWatchedAgain() async throws {
+    let dir = try WatcherTempDir()
+    defer { dir.cleanup() }
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    let sub = dir.path + "/checkpoint-1"
+    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: false)
+    let wd = try watcher.watch(sub, mask: WatchMask.checkpoint)
+    try FileManager.default.removeItem(atPath: sub)
+    let seen = await collect(watcher) { message in
+      if case .event(let event) = message { return event.has(WatchMask.ignored) }
+      return false
+    }
+    #expect(seen.contains { if case .event(let e) = $0 { e.wd == wd && e.has(WatchMask.deleteSelf) } else { false } })
+    #expect(watcher.watches[wd] == nil)
+    // Re-created under the same name: the live descriptor is ours, not the library's stale one.
+    try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: false)
+    let again = try watcher.watch(sub, mask: WatchMask.checkpoint)
+    #expect(again != wd)
+    try "{}".write(toFile: sub + "/trainer_state.json", atomically: false, encoding: .utf8)
+    let more = await collect(watcher) { message in
+      if case .event(let e) = message { e.wd == again && e.has(WatchMask.closeWrite) } else { false }
+    }
+    #expect(more.contains { if case .event(let e) = $0 { e.directory == sub } else { false } })
+  }
+
+  @Test func realOverflowAsksForRescan() async throws {
+    let dir = try WatcherTempDir()
+    defer { dir.cleanup() }
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    try watcher.watch(dir.path, mask: WatchMask.checkpoint)
+    let before = watcher.figures.overflows
+    watcher.pauseReading(seconds: 60)
+    try await Task.sleep(for: .milliseconds(100))
+    // Each file gives IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE: well over the 16384 queued events.
+    for index in 0..<7000 {
+      let fd = open(dir.path + "/f\(index)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+      if fd >= 0 {
+        _ = write(fd, "x", 1)
+        close(fd)
+      }
+    }
+    watcher.resumeReading()
+    let seen = await collect(watcher, timeout: 20) { message in
+      if case .rescan = message { true } else { false }
+    }
+    #expect(seen.contains(.rescan(reason: "inotify queue overflow")))
+    #expect(watcher.figures.overflows > before)
+  }
+
+  @Test func manyRootsOneWatchEach() throws {
+    let dir = try WatcherTempDir()
+    defer { dir.cleanup() }
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    var descriptors: Set<Int32> = []
+    for index in 0..<1000 {
+      let root = dir.path + "/run-\(index)"
+      try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
+      descriptors.insert(try watcher.watch(root, mask: WatchMask.root))
+    }
+    #expect(descriptors.count == 1000)
+    #expect(watcher.watches.count == 1000)
+  }
+
+  @Test func watchingAMissingFolderFailsWithItsPath() throws {
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    #expect(throws: CheckpointError.self) {
+      try watcher.watch("/nonexistent/ckptd-\(UUID().uuidString)", mask: WatchMask.root)
+    }
+  }
+}
