@@ -21,6 +21,10 @@ public final class OutputFile {
   /// Bytes written so far (the sequential write position).
   public private(set) var position: Int64 = 0
   private var finished = false
+  /// Everything before this offset has been handed to the disk (`ckptd_start_writeback`).
+  private var writebackStart: Int64 = 0
+  /// Dirty bytes after which writeback of them starts (overlapping the disk with the conversion).
+  static let writebackWindow: Int64 = 16 << 20
   private var hasher: StreamingSHA256?
   /// Hashes on a second core by reading the temporary back; `hasher` is the in-line fallback.
   private var background: BackgroundFileHasher?
@@ -76,11 +80,61 @@ public final class OutputFile {
       }
       done += n
     }
-    position += Int64(bytes.count)
-    if let background {
-      background.advance(to: position)
-    } else {
-      hasher?.update(bytes)
+    hasher?.update(bytes)
+    appended(bytes.count)
+  }
+
+  /// Moves the append position past `count` new bytes: wakes the background hasher and starts the disk
+  /// writing back what has piled up.
+  private func appended(_ count: Int) {
+    position += Int64(count)
+    background?.advance(to: position)
+    if position - writebackStart >= OutputFile.writebackWindow {
+      _ = ckptd_start_writeback(fd, writebackStart, position - writebackStart)
+      writebackStart = position
+    }
+  }
+
+  /// Whether `copy(from:...)` may be used: the bytes need not pass through this process (no in-line hash).
+  public var canCopyInKernel: Bool { hasher == nil }
+
+  /// Appends `count` bytes of `file` starting at `offset`, copied by the kernel (`copy_file_range(2)`)
+  /// without passing through this process; falls back to `pread`/`write` through `scratch` where the
+  /// kernel cannot. Calls `progress` after each piece. Only when `canCopyInKernel`.
+  public func copy(
+    from file: ReadableFile, offset: Int64, count: Int64, scratch: UnsafeMutableRawBufferPointer,
+    progress: (Int) throws -> Void
+  ) throws {
+    var done: Int64 = 0
+    var kernel = canCopyInKernel
+    while done < count {
+      let want = Swift.min(count - done, OutputFile.writebackWindow)
+      if kernel {
+        // The output side uses (and advances) the descriptor's own offset, where `write` appends next.
+        var from = offset + done
+        let n = ckptd_copy_file_range(file.fd, &from, fd, nil, Int(want))
+        if n > 0 {
+          done += Int64(n)
+          appended(n)
+          try progress(n)
+          continue
+        }
+        let err = errno
+        if n < 0 && err == EINTR { continue }
+        if n == 0 {
+          throw CheckpointError(.truncated, path: file.path, "file ends at byte \(offset + done), expected more")
+        }
+        guard err == EXDEV || err == ENOSYS || err == EINVAL || err == EOPNOTSUPP || err == EBADF else {
+          throw CheckpointError(.io, path: path, "copy failed: \(String(cString: strerror(err)))", errno: err)
+        }
+        kernel = false
+      }
+      let n = Int(Swift.min(want, Int64(scratch.count)))
+      let chunk = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n])
+      try file.read(at: offset + done, into: chunk)
+      try write(UnsafeRawBufferPointer(chunk))
+      done += Int64(n)
+      try progress(n)
     }
   }
 

@@ -61,19 +61,22 @@ extension StridedSource {
     }
     let layout = RunLayout(shape: tensor.shape, strides: tensor.strides)
     let spanBytes = layout.spanElements * itemSize
-    if spanBytes <= scratch.count {
+    // The faster paths split the scratch: file bytes in the back half, packed output in the front half.
+    let half = scratch.count / 2
+    let front = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<half])
+    let back = UnsafeMutableRawBufferPointer(rebasing: scratch[half..<(2 * half)])
+    if half >= itemSize && spanBytes <= half {
       // Small footprint (an expanded vector, a small transposed matrix): one read, packed in memory.
-      let window = UnsafeMutableRawBufferPointer.allocate(byteCount: spanBytes, alignment: 64)
-      defer { window.deallocate() }
+      let window = UnsafeMutableRawBufferPointer(rebasing: back[0..<spanBytes])
       try file.read(at: base, into: window)
-      try pack(layout, itemSize: itemSize, scratch: scratch, body) { offset, destination in
+      try pack(layout, itemSize: itemSize, scratch: front, body) { offset, destination in
         guard let from = window.baseAddress, let to = destination.baseAddress else { return }
         to.copyMemory(from: from + offset, byteCount: destination.count)
       }
       return
     }
     if layout.run == 1, layout.shape.count >= 2, layout.strides[0] == 1,
-      try gatherBands(layout, base: base, itemSize: itemSize, scratch: scratch, body)
+      try gatherBands(layout, base: base, itemSize: itemSize, output: front, buffer: back, body)
     {
       return
     }
@@ -109,10 +112,11 @@ extension StridedSource {
 
   /// A view whose outermost dimension has stride 1 (a transposed matrix): reads bands of `k` consecutive
   /// values of that dimension (contiguous in the file) for every index of the other dimensions, one
-  /// `pread` each, and transposes the band in memory. Returns false when not even two values fit.
+  /// `pread` each, into `buffer`, and transposes the band into `scratch` (both the same size). Returns
+  /// false when not even two values fit.
   func gatherBands(
-    _ layout: RunLayout, base: Int64, itemSize: Int, scratch: UnsafeMutableRawBufferPointer,
-    _ body: (UnsafeRawBufferPointer) throws -> Void
+    _ layout: RunLayout, base: Int64, itemSize: Int, output scratch: UnsafeMutableRawBufferPointer,
+    buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
   ) throws -> Bool {
     let outer = layout.shape[0]
     let rest = RunLayout(shape: Array(layout.shape.dropFirst()), strides: Array(layout.strides.dropFirst()))
@@ -120,8 +124,6 @@ extension StridedSource {
     let restCount = rest.shape.reduce(1, *)
     let band = Swift.min(outer, scratch.count / Swift.max(restCount * itemSize, 1))
     guard band >= 2, rest.run == 1 else { return false }
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: band * restCount * itemSize, alignment: 64)
-    defer { buffer.deallocate() }
     guard let bandBase = buffer.baseAddress, let outBase = scratch.baseAddress else { return true }
     var start = 0
     while start < outer {

@@ -9,6 +9,29 @@ public protocol TensorSource: Sendable {
   func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
   ) throws
+  /// The file range that holds exactly this source's bytes in order, when there is one (a contiguous
+  /// tensor passed through unchanged): a writer that needs no checksum may then copy it in the kernel
+  /// (`OutputFile.copy`) instead of calling `stream`. nil by default.
+  var fileRange: FileRange? { get }
+  /// Called by a writer that copied `bytes` of `fileRange` in the kernel instead of streaming them
+  /// (progress and cancellation); may throw to stop. Does nothing by default.
+  func didCopy(bytes: Int) throws
+}
+
+/// A byte range of a file: see `TensorSource.fileRange`.
+public struct FileRange: Sendable {
+  public let file: ReadableFile
+  public let offset: Int64
+
+  public init(file: ReadableFile, offset: Int64) {
+    self.file = file
+    self.offset = offset
+  }
+}
+
+extension TensorSource {
+  public var fileRange: FileRange? { nil }
+  public func didCopy(bytes: Int) throws {}
 }
 
 /// A contiguous byte range of a file.
@@ -22,6 +45,8 @@ public struct FileRangeSource: TensorSource {
     self.offset = offset
     self.byteCount = byteCount
   }
+
+  public var fileRange: FileRange? { FileRange(file: file, offset: offset) }
 
   public func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
@@ -113,6 +138,11 @@ public struct StridedSource: TensorSource {
       }
     }
     self.byteCount = bytes
+  }
+
+  public var fileRange: FileRange? {
+    guard tensor.isContiguous else { return nil }
+    return FileRange(file: file, offset: storage.fileOffset + Int64(tensor.storageOffset) * Int64(tensor.dtype.byteSize))
   }
 
   public func stream(
