@@ -41,7 +41,7 @@ let package = Package(
     ),
     .target(
       name: "CheckpointConversion",
-      dependencies: ["CheckpointFormats", "CLinux", .product(name: "Crypto", package: "swift-crypto")],
+      dependencies: ["CheckpointFormats", "CLinux"],
       swiftSettings: swiftSettings
     ),
     .target(

@@ -31,12 +31,28 @@ public enum AliasDetection {
     for group in groups.values where group.count > 1 {
       let names = group.map(\.name).sorted()
       let complete = group.filter { isComplete($0, storage: storages[$0.storageKey]) }.map(\.name).sorted()
-      let kept = complete.first ?? names[0]
+      let kept = preferredKeptName(complete.isEmpty ? names : complete)
       for name in names where name != kept {
         dropped[name] = kept
       }
     }
     return dropped
+  }
+
+  /// The name to keep among aliases: like transformers' own save (which drops the names in a model's
+  /// `_tied_weights_keys`), an input embedding is kept rather than the output head tied to it, so that
+  /// `transformer.wte.weight` survives and `lm_head.weight` becomes the alias. Otherwise the first name in
+  /// sorted order, as `convert.py` picks it.
+  public static func preferredKeptName(_ candidates: [String]) -> String {
+    let sorted = candidates.sorted()
+    return sorted.first(where: { !isTiedOutputName($0) }) ?? sorted[0]
+  }
+
+  /// Names transformers models tie to their input embeddings and list in `_tied_weights_keys`.
+  public static func isTiedOutputName(_ name: String) -> Bool {
+    let last = name.split(separator: ".").suffix(2).joined(separator: ".")
+    return last == "lm_head.weight" || last == "lm_head.bias" || name.hasSuffix("predictions.decoder.weight")
+      || name.hasSuffix("predictions.decoder.bias") || last == "embed_out.weight" || name == "output.weight"
   }
 
   /// True if the view starts at the storage's first element, is contiguous and covers every byte of it

@@ -107,7 +107,7 @@ public struct ConversionPlan: Sendable {
       total += file.uniqueBytes
     }
     index.weightMap = weightMap
-    index.metadata["total_size"] = .int(total)
+    index.metadata["total_size"] = .integer(Int(total))
     indexes.append(
       IndexConversion(input: indexPath, output: CheckpointScanner.join(outputFolder, outputIndexName), index: index))
   }

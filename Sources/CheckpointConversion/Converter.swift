@@ -1,6 +1,5 @@
 import CLinux
 import CheckpointFormats
-import Crypto
 
 #if canImport(Glibc)
   import Glibc
@@ -160,11 +159,10 @@ public enum Converter {
   /// The SHA-256 of a whole file, read in chunks.
   static func sha256(of path: String, scratch: UnsafeMutableRawBufferPointer) throws -> String {
     let file = try ReadableFile(path: path)
-    var hasher = SHA256()
+    var hasher = StreamingSHA256()
     try FileRangeSource(file: file, offset: 0, byteCount: file.size).stream(scratch: scratch) { chunk in
-      hasher.update(bufferPointer: chunk)
+      hasher.update(chunk)
     }
-    return hasher.finalize().map { byte in byte < 16 ? "0" + String(byte, radix: 16) : String(byte, radix: 16) }
-      .joined()
+    return hasher.hexDigest()
   }
 }

@@ -26,21 +26,18 @@ public struct ShardIndex: Sendable {
       throw CheckpointError(.limitExceeded, path: path, "index file is larger than 256 MiB")
     }
     let bytes = try file.readBytes(at: 0, count: Int(file.size))
-    let root: JSONValue
-    do {
-      root = try JSONValue.parse(bytes)
-    } catch {
-      throw CheckpointError(.invalidFormat, path: path, "index is not valid JSON")
-    }
-    guard var members = root.object else {
+    let root = try JSONValue.parse(bytes, path: path, what: "index")
+    guard let list = root.objectValue else {
       throw CheckpointError(.invalidFormat, path: path, "index is not a JSON object")
     }
-    guard let map = members.removeValue(forKey: "weight_map")?.object else {
+    var members = Dictionary(list.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
+    guard let map = members.removeValue(forKey: "weight_map")?.objectValue else {
       throw CheckpointError(.invalidFormat, path: path, "index has no \"weight_map\" object")
     }
     var weightMap: [String: String] = [:]
-    for (name, value) in map {
-      guard let shard = value.string else {
+    for member in map {
+      let name = member.key
+      guard let shard = member.value.stringValue else {
         throw CheckpointError(.invalidFormat, path: path, "weight_map entry '\(name)' is not a file name")
       }
       guard isPlainFileName(shard) else {
@@ -52,10 +49,10 @@ public struct ShardIndex: Sendable {
     }
     var metadata: [String: JSONValue] = [:]
     if let value = members.removeValue(forKey: "metadata") {
-      guard let object = value.object else {
+      guard let object = value.objectValue else {
         throw CheckpointError(.invalidFormat, path: path, "index \"metadata\" is not an object")
       }
-      metadata = object
+      metadata = Dictionary(object.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
     return ShardIndex(weightMap: weightMap, metadata: metadata, extra: members)
   }
@@ -63,9 +60,21 @@ public struct ShardIndex: Sendable {
   /// The bytes transformers writes: `json.dumps(index, indent=2, sort_keys=True) + "\n"`.
   public func serialized() -> [UInt8] {
     var root = extra
-    root["metadata"] = .object(metadata)
-    root["weight_map"] = .object(weightMap.mapValues { JSONValue.string($0) })
-    return Array((JSONValue.object(root).pythonDumps() + "\n").utf8)
+    root["metadata"] = .sortedObject(metadata)
+    root["weight_map"] = .sortedObject(weightMap.mapValues { JSONValue.string($0) })
+    return ShardIndex.sortingKeys(.sortedObject(root)).encoded(indent: 2) + Array("\n".utf8)
+  }
+
+  /// `sort_keys=True` all the way down.
+  static func sortingKeys(_ value: JSONValue) -> JSONValue {
+    switch value {
+    case .object(let members):
+      return .sortedObject(Dictionary(members.map { ($0.key, sortingKeys($0.value)) }, uniquingKeysWith: { a, _ in a }))
+    case .array(let elements):
+      return .array(elements.map(sortingKeys))
+    default:
+      return value
+    }
   }
 
   /// True for a name without '/', not '.', '..' or empty, and without NUL.

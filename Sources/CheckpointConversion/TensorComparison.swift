@@ -1,25 +1,13 @@
 import CLinux
 import CheckpointFormats
-import Crypto
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-/// A tensor as it should be: name, dtype, shape and the stream of its expected bytes.
-public struct ExpectedTensor: Sendable {
-  public var name: String
-  public var dtype: DType
-  public var shape: [Int]
-  public var source: any TensorSource
-
-  public init(name: String, dtype: DType, shape: [Int], source: any TensorSource) {
-    self.name = name
-    self.dtype = dtype
-    self.shape = shape
-    self.source = source
-  }
-}
+/// A tensor as it should be: name, dtype, shape and the stream of its expected bytes (the same four
+/// things a writer takes).
+public typealias ExpectedTensor = OutputTensor
 
 /// A tensor as a file holds it: the file's descriptors and the view that answers to the name.
 public struct FoundTensor: Sendable {
@@ -135,12 +123,12 @@ public enum TensorComparison {
   /// SHA-256 of a stream (for views that are not one contiguous range of their file).
   static func hash(
     _ source: any TensorSource, scratch: UnsafeMutableRawBufferPointer, onBytes: (Int) throws -> Void
-  ) throws -> [UInt8] {
-    var hasher = SHA256()
+  ) throws -> String {
+    var hasher = StreamingSHA256()
     try source.stream(scratch: scratch) { chunk in
-      hasher.update(bufferPointer: chunk)
+      hasher.update(chunk)
       try onBytes(chunk.count)
     }
-    return Array(hasher.finalize())
+    return hasher.hexDigest()
   }
 }

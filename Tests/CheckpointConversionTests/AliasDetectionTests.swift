@@ -56,4 +56,18 @@ import Testing
       AliasDetection.aliases(fromMetadata: metadata, tensorNames: ["wte.weight", "pt"])
         == ["lm_head.weight": "wte.weight"])
   }
+
+  @Test(arguments: [
+    (["lm_head.weight", "transformer.wte.weight"], "transformer.wte.weight"),
+    (
+      ["cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight"],
+      "bert.embeddings.word_embeddings.weight"
+    ),
+    (["model.embed_tokens.weight", "lm_head.weight"], "model.embed_tokens.weight"),
+    (["b.weight", "a.weight"], "a.weight"),
+    (["lm_head.weight"], "lm_head.weight"),
+  ])
+  func keepsTheInputEmbeddingOverATiedHead(names: [String], kept: String) {
+    #expect(AliasDetection.preferredKeptName(names) == kept)
+  }
 }

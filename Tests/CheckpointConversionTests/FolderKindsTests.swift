@@ -75,8 +75,8 @@ import Testing
     #expect(result.outputs.map(\.path) == [folder + "/model.safetensors"])
     let st = try WeightFile.open(path: folder + "/model.safetensors")
     #expect(st.tensors.first { $0.name == "position_ids" }?.dtype == .i64)
-    #expect(st.tensors.first { $0.name == "lm_head.weight" }?.dtype == .f16)
-    #expect(st.metadata["wte.weight"] == "lm_head.weight")
+    #expect(st.tensors.first { $0.name == "wte.weight" }?.dtype == .f16)
+    #expect(st.metadata["lm_head.weight"] == "wte.weight")
   }
 
   @Test func foreignIndexNameIsRefused() throws {

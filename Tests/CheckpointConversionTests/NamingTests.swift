@@ -50,7 +50,7 @@ import Testing
         "b.weight": "model-00002-of-00002.safetensors", "a.weight": "model-00001-of-00002.safetensors",
         "é": "x",
       ],
-      metadata: ["total_size": .int(1234)])
+      metadata: ["total_size": .integer(1234)])
     let text = String(decoding: index.serialized(), as: UTF8.self)
     let expected = """
       {

@@ -171,6 +171,8 @@ def test_gpt2_tied_bin_to_safetensors_and_back(sources, tmp_path, run_ckptd):
     assert len(tied & set(st)) == 1, "tied weight must be written once"
     (dropped,) = tied - set(st)
     (kept,) = tied & set(st)
+    # Like transformers' own save: the input embedding is kept, the tied head is the alias.
+    assert kept == "transformer.wte.weight", kept
     assert meta.get(dropped) == kept and meta.get("format") == "pt", meta
     assert set(st) == set(original) - {dropped}
     assert_same_dict(st, {k: v for k, v in original.items() if k != dropped})

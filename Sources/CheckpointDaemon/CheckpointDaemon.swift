@@ -1,5 +1,0 @@
-import CInotifyTools
-import CheckpointFormats
-
-/// Placeholder until the daemon lands.
-public enum CheckpointDaemon {}

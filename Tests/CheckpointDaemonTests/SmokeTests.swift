@@ -1,9 +1,0 @@
-import Testing
-
-@testable import CheckpointDaemon
-
-@Suite struct CheckpointDaemonSmokeTests {
-  @Test func moduleLoads() {
-    #expect(Bool(true))
-  }
-}
