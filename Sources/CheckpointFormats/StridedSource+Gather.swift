@@ -102,7 +102,8 @@ extension StridedSource {
           filled = 0
         }
         let n = Swift.min(runBytes - copied, scratch.count - filled)
-        try copy(elementOffset * itemSize + copied, UnsafeMutableRawBufferPointer(rebasing: scratch[filled..<(filled + n)]))
+        try copy(
+          elementOffset * itemSize + copied, UnsafeMutableRawBufferPointer(rebasing: scratch[filled..<(filled + n)]))
         filled += n
         copied += n
       }

@@ -142,7 +142,8 @@ public struct StridedSource: TensorSource {
 
   public var fileRange: FileRange? {
     guard tensor.isContiguous else { return nil }
-    return FileRange(file: file, offset: storage.fileOffset + Int64(tensor.storageOffset) * Int64(tensor.dtype.byteSize))
+    return FileRange(
+      file: file, offset: storage.fileOffset + Int64(tensor.storageOffset) * Int64(tensor.dtype.byteSize))
   }
 
   public func stream(
