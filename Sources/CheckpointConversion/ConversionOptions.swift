@@ -16,6 +16,9 @@ public struct ConversionOptions: Sendable {
   public var force: Bool
   /// Also compute the SHA-256 of each source file (one extra sequential read of the source).
   public var hashSources: Bool
+  /// Compute the SHA-256 of every output (for the manifest and `--json`). Without it unchanged tensor
+  /// bytes can be copied by the kernel and no core is spent hashing.
+  public var hashOutputs: Bool = true
   /// Called with (bytes done, bytes total) as data is written and verified.
   public var progress: (@Sendable (Int64, Int64) -> Void)?
   /// Polled between chunks; returning true stops the conversion with a `.cancelled` error and removes

@@ -60,7 +60,8 @@ public enum Converter {
     try StreamBuffer.with { scratch in
       for file in plan.files {
         try monitor.check()
-        let output = try OutputFile(path: file.output, mode: FileSystem.permissions(of: file.input), sha256: true)
+        let output = try OutputFile(
+          path: file.output, mode: FileSystem.permissions(of: file.input), sha256: options.hashOutputs)
         pending.append(output)
         try write(file, to: output, monitor: monitor, scratch: scratch)
         FileSystem.markWrittenByCkptd(fd: output.fd)
@@ -75,7 +76,8 @@ public enum Converter {
       }
     }
     for index in plan.indexes {
-      let output = try OutputFile(path: index.output, mode: FileSystem.permissions(of: index.input), sha256: true)
+      let output = try OutputFile(
+        path: index.output, mode: FileSystem.permissions(of: index.input), sha256: options.hashOutputs)
       pending.append(output)
       try output.write(index.index.serialized())
       FileSystem.markWrittenByCkptd(fd: output.fd)

@@ -43,6 +43,13 @@ struct MonitoredSource: TensorSource {
 
   var byteCount: Int64 { inner.byteCount }
 
+  var fileRange: FileRange? { inner.fileRange }
+
+  func didCopy(bytes: Int) throws {
+    try inner.didCopy(bytes: bytes)
+    try monitor.advance(bytes, writing: true)
+  }
+
   func stream(scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
     try monitor.check()
     try inner.stream(scratch: scratch) { chunk in

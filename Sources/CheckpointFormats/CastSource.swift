@@ -1,7 +1,7 @@
 /// A tensor's bytes cast from one floating dtype to another while they stream (`DTypeCast`).
 ///
-/// The inner source fills an input buffer of its own, bounded by the caller's scratch size (and by the
-/// tensor's size); the cast elements go into the caller's scratch. Chunks that split an element are
+/// The caller's scratch is split in two: the inner source fills the front part, the cast elements go
+/// into the back part (no allocation, so memory stays flat). Chunks that split an element are
 /// handled. Same-dtype "casts" pass the inner stream through.
 public struct CastSource: TensorSource {
   public let inner: any TensorSource
@@ -25,6 +25,11 @@ public struct CastSource: TensorSource {
     self.byteCount = inner.byteCount / Int64(from.byteSize) * Int64(to.byteSize)
   }
 
+  /// The inner range when nothing is cast.
+  public var fileRange: FileRange? { from == to ? inner.fileRange : nil }
+
+  public func didCopy(bytes: Int) throws { try inner.didCopy(bytes: bytes) }
+
   public func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
   ) throws {
@@ -35,15 +40,14 @@ public struct CastSource: TensorSource {
     guard byteCount > 0 else { return }
     let inSize = from.byteSize
     let outSize = to.byteSize
-    // Elements per piece: the cast piece must fit the caller's scratch, the input piece our buffer.
-    let perPiece = Swift.max(1, scratch.count / Swift.max(inSize, outSize))
-    guard scratch.count >= outSize else {
+    // The caller's scratch is split: raw elements in front, their cast behind; no buffer of our own.
+    let perPiece = scratch.count / (inSize + outSize)
+    guard perPiece >= 1 else {
       throw CheckpointError(.invalidFormat, path: "", "scratch buffer smaller than one element")
     }
-    let totalElements = inner.byteCount / Int64(inSize)
-    let inputBytes = Int(Swift.min(Int64(perPiece), totalElements)) * inSize
-    let input = UnsafeMutableRawBufferPointer.allocate(byteCount: inputBytes, alignment: 64)
-    defer { input.deallocate() }
+    let inputBytes = perPiece * inSize
+    let input = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<inputBytes])
+    let output = UnsafeMutableRawBufferPointer(rebasing: scratch[inputBytes..<(inputBytes + perPiece * outSize)])
     // A partial element left at the end of a chunk (at most 7 bytes).
     var carry: [UInt8] = []
     carry.reserveCapacity(8)
@@ -55,8 +59,8 @@ public struct CastSource: TensorSource {
         rest = UnsafeRawBufferPointer(rebasing: rest[take...])
         if carry.count == inSize {
           try carry.withUnsafeBytes { (element) in
-            let n = try DTypeCast.convert(element, from: from, to: to, into: scratch)
-            try body(UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
+            let n = try DTypeCast.convert(element, from: from, to: to, into: output)
+            try body(UnsafeRawBufferPointer(rebasing: output[0..<n]))
           }
           carry.removeAll(keepingCapacity: true)
         }
@@ -64,8 +68,8 @@ public struct CastSource: TensorSource {
       while rest.count >= inSize {
         let elements = Swift.min(perPiece, rest.count / inSize)
         let piece = UnsafeRawBufferPointer(rebasing: rest[0..<(elements * inSize)])
-        let n = try DTypeCast.convert(piece, from: from, to: to, into: scratch)
-        try body(UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
+        let n = try DTypeCast.convert(piece, from: from, to: to, into: output)
+        try body(UnsafeRawBufferPointer(rebasing: output[0..<n]))
         rest = UnsafeRawBufferPointer(rebasing: rest[(elements * inSize)...])
       }
       carry.append(contentsOf: rest)

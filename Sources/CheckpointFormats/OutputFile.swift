@@ -21,7 +21,13 @@ public final class OutputFile {
   /// Bytes written so far (the sequential write position).
   public private(set) var position: Int64 = 0
   private var finished = false
+  /// Everything before this offset has been handed to the disk (`ckptd_start_writeback`).
+  private var writebackStart: Int64 = 0
+  /// Dirty bytes after which writeback of them starts (overlapping the disk with the conversion).
+  static let writebackWindow: Int64 = 16 << 20
   private var hasher: StreamingSHA256?
+  /// Hashes on a second core by reading the temporary back; `hasher` is the in-line fallback.
+  private var background: BackgroundFileHasher?
 
   /// Creates the temporary for `path` with `mode` permission bits.
   public init(path: String, mode: mode_t = 0o644, sha256: Bool = false) throws {
@@ -40,15 +46,21 @@ public final class OutputFile {
     self.path = path
     self.temporaryPath = temporary
     self.fd = fd
-    self.hasher = sha256 ? StreamingSHA256() : nil
+    if sha256 {
+      self.background = BackgroundFileHasher(path: temporary)
+      if background == nil { self.hasher = StreamingSHA256() }
+    }
   }
 
   /// The lowercase hex SHA-256 of everything appended so far, if the file was opened with `sha256: true`.
+  /// Call it once the last byte is appended: the hash is computed on a second thread, which this ends.
   public func sha256Hex() -> String? {
-    hasher?.hexDigest()
+    if let background { return background.finish() }
+    return hasher?.hexDigest()
   }
 
   deinit {
+    background?.cancel()
     if !finished {
       close(fd)
       unlink(temporaryPath)
@@ -69,7 +81,61 @@ public final class OutputFile {
       done += n
     }
     hasher?.update(bytes)
-    position += Int64(bytes.count)
+    appended(bytes.count)
+  }
+
+  /// Moves the append position past `count` new bytes: wakes the background hasher and starts the disk
+  /// writing back what has piled up.
+  private func appended(_ count: Int) {
+    position += Int64(count)
+    background?.advance(to: position)
+    if position - writebackStart >= OutputFile.writebackWindow {
+      _ = ckptd_start_writeback(fd, writebackStart, position - writebackStart)
+      writebackStart = position
+    }
+  }
+
+  /// Whether `copy(from:...)` may be used: the bytes need not pass through this process (no in-line hash).
+  public var canCopyInKernel: Bool { hasher == nil }
+
+  /// Appends `count` bytes of `file` starting at `offset`, copied by the kernel (`copy_file_range(2)`)
+  /// without passing through this process; falls back to `pread`/`write` through `scratch` where the
+  /// kernel cannot. Calls `progress` after each piece. Only when `canCopyInKernel`.
+  public func copy(
+    from file: ReadableFile, offset: Int64, count: Int64, scratch: UnsafeMutableRawBufferPointer,
+    progress: (Int) throws -> Void
+  ) throws {
+    var done: Int64 = 0
+    var kernel = canCopyInKernel
+    while done < count {
+      let want = Swift.min(count - done, OutputFile.writebackWindow)
+      if kernel {
+        // The output side uses (and advances) the descriptor's own offset, where `write` appends next.
+        var from = offset + done
+        let n = ckptd_copy_file_range(file.fd, &from, fd, nil, Int(want))
+        if n > 0 {
+          done += Int64(n)
+          appended(n)
+          try progress(n)
+          continue
+        }
+        let err = errno
+        if n < 0 && err == EINTR { continue }
+        if n == 0 {
+          throw CheckpointError(.truncated, path: file.path, "file ends at byte \(offset + done), expected more")
+        }
+        guard err == EXDEV || err == ENOSYS || err == EINVAL || err == EOPNOTSUPP || err == EBADF else {
+          throw CheckpointError(.io, path: path, "copy failed: \(String(cString: strerror(err)))", errno: err)
+        }
+        kernel = false
+      }
+      let n = Int(Swift.min(want, Int64(scratch.count)))
+      let chunk = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n])
+      try file.read(at: offset + done, into: chunk)
+      try write(UnsafeRawBufferPointer(chunk))
+      done += Int64(n)
+      try progress(n)
+    }
   }
 
   /// Appends an array of bytes (headers and records, not tensor data).
@@ -103,6 +169,8 @@ public final class OutputFile {
       let err = errno
       throw CheckpointError(.io, path: path, "fsync failed: \(String(cString: strerror(err)))", errno: err)
     }
+    // The data is on disk now: drop it from the page cache, which a training job next to us needs more.
+    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
     if close(fd) != 0 {
       let err = errno
       finished = true
@@ -124,6 +192,7 @@ public final class OutputFile {
 
   /// Closes and removes the temporary; nothing appears under the final name.
   public func abandon() {
+    background?.cancel()
     guard !finished else { return }
     finished = true
     close(fd)

@@ -34,6 +34,8 @@ public final class ReadableFile: Sendable {
       close(fd)
       throw CheckpointError(.invalidFormat, path: path, "not a regular file")
     }
+    // Weights are read front to back: ask for a larger read-ahead.
+    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
     self.path = path
     self.fd = fd
     self.size = Int64(info.st_size)

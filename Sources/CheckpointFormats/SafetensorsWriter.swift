@@ -134,6 +134,17 @@ public enum SafetensorsWriter {
   /// Streams one tensor, refusing a source that yields more or fewer bytes than it announced.
   static func stream(_ tensor: OutputTensor, to output: OutputFile, scratch: UnsafeMutableRawBufferPointer) throws {
     let expected = tensor.source.byteCount
+    if let range = tensor.source.fileRange, output.canCopyInKernel {
+      // Unchanged contiguous bytes: let the kernel copy them.
+      guard range.offset >= 0, range.offset <= range.file.size - expected else {
+        throw CheckpointError(
+          .truncated, path: range.file.path, "tensor '\(tensor.name)' reaches past the end of the file")
+      }
+      try output.copy(from: range.file, offset: range.offset, count: expected, scratch: scratch) { bytes in
+        try tensor.source.didCopy(bytes: bytes)
+      }
+      return
+    }
     var written: Int64 = 0
     try tensor.source.stream(scratch: scratch) { chunk in
       guard Int64(chunk.count) <= expected - written else {

@@ -9,6 +9,29 @@ public protocol TensorSource: Sendable {
   func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
   ) throws
+  /// The file range that holds exactly this source's bytes in order, when there is one (a contiguous
+  /// tensor passed through unchanged): a writer that needs no checksum may then copy it in the kernel
+  /// (`OutputFile.copy`) instead of calling `stream`. nil by default.
+  var fileRange: FileRange? { get }
+  /// Called by a writer that copied `bytes` of `fileRange` in the kernel instead of streaming them
+  /// (progress and cancellation); may throw to stop. Does nothing by default.
+  func didCopy(bytes: Int) throws
+}
+
+/// A byte range of a file: see `TensorSource.fileRange`.
+public struct FileRange: Sendable {
+  public let file: ReadableFile
+  public let offset: Int64
+
+  public init(file: ReadableFile, offset: Int64) {
+    self.file = file
+    self.offset = offset
+  }
+}
+
+extension TensorSource {
+  public var fileRange: FileRange? { nil }
+  public func didCopy(bytes: Int) throws {}
 }
 
 /// A contiguous byte range of a file.
@@ -22,6 +45,8 @@ public struct FileRangeSource: TensorSource {
     self.offset = offset
     self.byteCount = byteCount
   }
+
+  public var fileRange: FileRange? { FileRange(file: file, offset: offset) }
 
   public func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
@@ -59,8 +84,10 @@ public struct BytesSource: TensorSource {
 
 /// A tensor view (offset, strides, stride-0 expansion) over a storage, gathered into C order.
 ///
-/// Contiguous views read straight from the file; others read each innermost contiguous run (or single
-/// element) and pack the runs into the scratch buffer.
+/// Contiguous views read straight from the file. Other views are gathered without one `pread` per element
+/// (see `StridedSource+Gather.swift`): a view whose storage span is small is read once and packed in memory,
+/// a transposed view is read in bands of contiguous rows and transposed in memory, and anything else reads
+/// each innermost contiguous run.
 public struct StridedSource: TensorSource {
   public let file: ReadableFile
   public let storage: StorageInfo
@@ -113,6 +140,12 @@ public struct StridedSource: TensorSource {
     self.byteCount = bytes
   }
 
+  public var fileRange: FileRange? {
+    guard tensor.isContiguous else { return nil }
+    return FileRange(
+      file: file, offset: storage.fileOffset + Int64(tensor.storageOffset) * Int64(tensor.dtype.byteSize))
+  }
+
   public func stream(
     scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
   ) throws {
@@ -123,58 +156,6 @@ public struct StridedSource: TensorSource {
       try FileRangeSource(file: file, offset: base, byteCount: byteCount).stream(scratch: scratch, body)
       return
     }
-    // Collapse the innermost dimensions that are contiguous into one run.
-    let shape = tensor.shape
-    let strides = tensor.strides
-    var runElements = 1
-    var outer = shape.count
-    while outer > 0 {
-      let dim = outer - 1
-      if shape[dim] == 1 {
-        outer -= 1
-        continue
-      }
-      if strides[dim] == runElements {
-        runElements *= shape[dim]
-        outer -= 1
-      } else {
-        break
-      }
-    }
-    let runBytes = runElements * itemSize
-    var index = [Int](repeating: 0, count: outer)
-    var filled = 0
-    precondition(scratch.count >= itemSize, "scratch buffer smaller than one element")
-    func flush() throws {
-      if filled > 0 {
-        try body(UnsafeRawBufferPointer(rebasing: scratch[0..<filled]))
-        filled = 0
-      }
-    }
-    while true {
-      var elementOffset = 0
-      for dim in 0..<outer { elementOffset += index[dim] * strides[dim] }
-      let runStart = base + Int64(elementOffset) * Int64(itemSize)
-      // Copy the run, in pieces if it is larger than the free scratch.
-      var copied = 0
-      while copied < runBytes {
-        if filled == scratch.count { try flush() }
-        let n = Swift.min(runBytes - copied, scratch.count - filled)
-        try file.read(
-          at: runStart + Int64(copied), into: UnsafeMutableRawBufferPointer(rebasing: scratch[filled..<(filled + n)]))
-        filled += n
-        copied += n
-      }
-      // Advance the outer index (odometer).
-      var dim = outer - 1
-      while dim >= 0 {
-        index[dim] += 1
-        if index[dim] < shape[dim] { break }
-        index[dim] = 0
-        dim -= 1
-      }
-      if dim < 0 { break }
-    }
-    try flush()
+    try gather(base: base, itemSize: itemSize, scratch: scratch, body)
   }
 }

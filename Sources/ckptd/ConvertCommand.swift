@@ -95,6 +95,8 @@ struct ConvertCommand: AsyncParsableCommand {
       var options = ConversionOptions(
         target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
         removeSource: removeSource, force: force, isCancelled: { ConvertCommand.interrupted })
+      // Output hashes are only reported in the JSON summary; without them the bytes need not pass by.
+      options.hashOutputs = json
       if !json {
         options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
       }

@@ -97,6 +97,51 @@ def main():
     write_markdown(results)
 
 
+def targets(results):
+    """The issue's targets as ratios within this run: one line per check, met or not."""
+    by = {(size, label): (med, gib) for size, label, med, gib in results}
+    out = ["## Targets (issue 6), ratios within this run", ""]
+
+    def check(ok, text):
+        out.append(f"- {'met' if ok else 'NOT met'}: {text}")
+
+    sizes = sorted({size for size, _, _, _ in results}, key=lambda s: float(s.split()[0]))
+    for size in sizes:
+        for tag in ("single", "sharded"):
+            for direction, bytes_kind, py in (("st->bin", "safetensors", "python load_file + torch.save"),
+                                              ("bin->st", ".bin", "python torch.load + save_file")):
+                cp = by.get((size, f"cp + fsync ({bytes_kind} bytes, {tag})"))
+                if not cp:
+                    continue
+                cp_wall = cp[0]["wall"]
+                python = by.get((size, f"{py} ({tag})"))
+                for kind, limit in (("no verify", 1.3), ("verify", 2.0), ("bf16 cast", None)):
+                    row = by.get((size, f"ckptd {direction}, {kind} ({tag})"))
+                    if not row:
+                        continue
+                    med, gib = row
+                    name = f"{size} {tag} {direction} {kind}"
+                    if limit:
+                        ratio = med["wall"] / cp_wall
+                        check(ratio <= limit, f"{name}: {ratio:.2f}x cp (limit {limit}x)")
+                    else:
+                        rate = gib * (1 << 30) / 1e9 / med["cpu"] if med["cpu"] else 0
+                        check(rate >= 1.0, f"{name}: {rate:.2f} GB/s of input per CPU second (limit 1 GB/s)")
+                    if python:
+                        check(med["wall"] < python[0]["wall"],
+                              f"{name}: {med['wall']:.2f} s vs Python {python[0]['wall']:.2f} s")
+    rss = [(size, label, med["rss"]) for size, label, med, _ in results if label.startswith("ckptd")]
+    if rss:
+        worst = max(rss, key=lambda r: r[2])
+        check(worst[2] < 64, f"peak RSS of every ckptd row < 64 MiB (largest {worst[2]:.1f} MiB: {worst[0]} {worst[1]})")
+        if len(sizes) > 1:
+            small, large = sizes[0], sizes[-1]
+            pairs = [(r, next((q for q in rss if q[0] == large and q[1] == r[1]), None)) for r in rss if r[0] == small]
+            growth = max((q[2] - r[2] for r, q in pairs if q), default=0)
+            check(growth < 4, f"peak RSS {large} vs {small}: grows by at most {growth:.1f} MiB")
+    return out
+
+
 def write_markdown(results):
     cpu_model = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -120,6 +165,8 @@ def write_markdown(results):
     for size, label, med, gib in results:
         lines.append(f"| {size} | {label} | {med['wall']:.2f} | {med['cpu']:.2f} | {med['rss']:.1f} | "
                      f"{gib / med['wall']:.2f} |")
+    lines += [""] + targets(results)
+    print("\n".join(targets(results)), flush=True)
     with open(os.path.join(REPO, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
         extra = os.path.join(DATA, "daemon-bench.md")

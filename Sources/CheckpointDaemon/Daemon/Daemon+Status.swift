@@ -27,12 +27,24 @@ extension Daemon {
     let inotify = InotifyStatus(
       watches: registry.count, overflows: figures.overflows, rescans: rescans)
     let problems = config.problems + (reloadError.map { [$0] } ?? [])
+    let now = Date().timeIntervalSince1970
+    let current = publisher.snapshot
+    if current.directories == directories && current.inotify == inotify && current.problems == problems
+      && now - lastStatusPublish < Self.statusHeartbeat
+    {
+      return
+    }
+    lastStatusPublish = now
     publisher.update { status in
       status.directories = directories
       status.inotify = inotify
       status.problems = problems
     }
   }
+
+  /// Seconds after which an unchanged status is written again, to keep `updated_at` fresh (`ckptd status`
+  /// calls a file older than `StatusHealth.defaultStaleAfter` stale).
+  static let statusHeartbeat: Double = 5
 
   /// The one-line summary for `STATUS=` and the log.
   func summaryLine() -> String {

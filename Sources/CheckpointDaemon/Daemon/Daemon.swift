@@ -68,6 +68,9 @@ public final class Daemon: @unchecked Sendable {
   var lastStatusLine = ""
   var lastWatchdog = 0.0
   var lastPresenceCheck = 0.0
+  /// When `publishStatus` last handed a document to the publisher (an unchanged one is re-sent only as a
+  /// heartbeat, so that an idle daemon does not re-encode and rewrite the status file every tick).
+  var lastStatusPublish = 0.0
   var sources: [any DispatchSourceProtocol] = []
   var pump: Task<Void, Never>?
   var stopContinuation: CheckedContinuation<Void, Never>?
