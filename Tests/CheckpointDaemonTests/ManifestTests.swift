@@ -104,6 +104,31 @@ import Testing
 }
 
 @Suite struct ManifestTimeTests {
+  /// The hand-written fast path agrees with Foundation's parser on what ckptd writes, leap days and
+  /// century years included, and refuses what is not that exact form.
+  @Test func fastPathAgreesWithFoundation() throws {
+    var generator = SystemRandomNumberGenerator()
+    let foundation = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    var samples = ["2000-02-29T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "2100-12-31T12:00:00.5Z"]
+    for _ in 0..<500 {
+      let seconds = Double(UInt64.random(in: 0...4_102_444_800, using: &generator))
+      let millis = Double(UInt64.random(in: 0..<1000, using: &generator)) / 1000
+      samples.append(ISOTime.string(Date(timeIntervalSince1970: seconds + millis)))
+    }
+    for text in samples {
+      let fast = try #require(ISOTime.fastUTC(text), "\(text)")
+      let slow = try foundation.parse(text)
+      #expect(abs(fast.timeIntervalSince1970 - slow.timeIntervalSince1970) < 0.000_01, "\(text)")
+    }
+    #expect(ISOTime.fastUTC("2026-11-29T04:10:51Z") == Date(timeIntervalSince1970: 1_795_925_451))
+    for bad in [
+      "2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-29T24:00:00Z", "2026-11-29T04:10:51+01:00",
+      "2026-11-29 04:10:51Z", "2026-11-29T04:10:51.Z", "x026-11-29T04:10:51Z", "",
+    ] {
+      #expect(ISOTime.fastUTC(bad) == nil, "\(bad)")
+    }
+  }
+
   @Test(arguments: [
     ("2027-01-15T08:00:00.125Z", 1_800_000_000.125), ("2027-01-15T08:00:00Z", 1_800_000_000),
     ("2027-01-15T09:00:00.5+01:00", 1_800_000_000.5), ("2027-01-15T08:00:00.125456+00:00", 1_800_000_000.125),
