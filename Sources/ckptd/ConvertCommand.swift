@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckpointConversion
+import CheckpointDaemon
 import CheckpointFormats
 import Foundation
 
@@ -129,10 +130,10 @@ struct ConvertCommand: AsyncParsableCommand {
       let verified = result.verified ? ", verified" : ", not verified"
       let seconds = (result.seconds * 10).rounded() / 10
       lines.append(
-        "\(result.path): wrote \(result.outputs.count) file(s), \(ByteCount.format(bytes)), "
+        "\(result.path): wrote \(result.outputs.count) file(s), \(StatusRenderer.bytes(bytes)), "
           + "\(result.tensorCount) tensors\(verified), \(seconds) s")
       for output in result.outputs {
-        lines.append("  \(output.path) (\(ByteCount.format(output.bytes)))")
+        lines.append("  \(output.path) (\(StatusRenderer.bytes(output.bytes)))")
       }
       for removed in result.removedSources {
         lines.append("  removed \(removed)")

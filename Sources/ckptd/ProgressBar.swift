@@ -1,3 +1,4 @@
+import CheckpointDaemon
 import CheckpointFormats
 
 #if canImport(Glibc)
@@ -38,8 +39,8 @@ final class ProgressBar: @unchecked Sendable {
       let rate = elapsed > 0 ? Double(done) / elapsed : 0
       let left = rate > 0 ? Double(total - done) / rate : 0
       let line =
-        "\r\(label) [\(bar)] \(Int(fraction * 100))% \(ByteCount.format(done))/\(ByteCount.format(total)) "
-        + "\(ByteCount.format(Int64(rate)))/s ETA \(ProgressBar.duration(left))\u{1B}[K"
+        "\r\(label) [\(bar)] \(Int(fraction * 100))% \(StatusRenderer.bytes(done))/\(StatusRenderer.bytes(total)) "
+        + "\(StatusRenderer.bytes(Int64(rate)))/s ETA \(ProgressBar.duration(left))\u{1B}[K"
       ProgressBar.writeStandardError(line)
       drawn = true
     } else {
@@ -47,7 +48,7 @@ final class ProgressBar: @unchecked Sendable {
       guard step > lastStep else { return }
       lastStep = step
       ProgressBar.writeStandardError(
-        "\(label): \(step * 10)% (\(ByteCount.format(done)) of \(ByteCount.format(total)))\n")
+        "\(label): \(step * 10)% (\(StatusRenderer.bytes(done)) of \(StatusRenderer.bytes(total)))\n")
     }
   }
 
@@ -75,21 +76,5 @@ final class ProgressBar: @unchecked Sendable {
 
   static func writeStandardError(_ text: String) {
     _ = text.withCString { pointer in write(2, pointer, strlen(pointer)) }
-  }
-}
-
-/// Human byte counts: `512 B`, `1.5 KiB`, `2.3 GiB`.
-enum ByteCount {
-  static func format(_ bytes: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1024 && unit < units.count - 1 {
-      value /= 1024
-      unit += 1
-    }
-    if unit == 0 { return "\(bytes) B" }
-    let tenths = (value * 10).rounded() / 10
-    return "\(tenths) \(units[unit])"
   }
 }
