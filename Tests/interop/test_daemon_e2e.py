@@ -184,7 +184,8 @@ def test_real_trainer_run(daemon, tmp_path):
         output = Model.from_pretrained(str(bin_only)).eval()
         with torch.no_grad():
             assert torch.equal(source(input_ids=inputs).logits, output(input_ids=inputs).logits)
-        record = [r for r in read_manifest(run, strict=False) if r["checkpoint"] == name and r["event"] == "converted"][-1]
+        records = read_manifest(run, strict=False)
+        record = [r for r in records if r["checkpoint"] == name and r["event"] == "converted"][-1]
         assert record["format"] == "bin"
         assert record["tensors"] > 0
         assert any(o["name"] == "pytorch_model.bin" for o in record["outputs"])
