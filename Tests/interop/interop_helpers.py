@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,24 @@ def inspect_tensors(stdout: str) -> dict:
     tensors = doc["tensors"] if isinstance(doc, dict) else doc
     items = tensors.items() if isinstance(tensors, dict) else ((entry["name"], entry) for entry in tensors)
     return {name: (norm_dtype(entry["dtype"]), [int(d) for d in entry["shape"]]) for name, entry in items}
+
+
+def torch_style_zip(path: Path, pkl: bytes, storages=None) -> None:
+    """Writes a zip exactly as torch.save lays it out, with our own data.pkl (torch's own record writer)."""
+    writer = torch._C.PyTorchFileWriter(str(path))
+    writer.write_record("data.pkl", pkl, len(pkl))
+    for key, data in (storages or {}).items():
+        writer.write_record(f"data/{key}", data, len(data))
+    writer.write_record("byteorder", b"little", 6)
+    writer.write_end_of_file()
+
+
+def literal_os_system_pickle(marker: Path) -> bytes:
+    """Protocol 2: {'w': os.system('touch MARKER')} with a literal GLOBAL 'os system'."""
+    cmd = f"touch {marker}".encode()
+    return (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01cos\nsystem\nq\x02X"
+        + struct.pack("<I", len(cmd))
+        + cmd
+        + b"q\x03\x85q\x04Rq\x05s."
+    )

@@ -24,46 +24,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def daemon_bin() -> Path:
-    path = Path(os.environ.get("CKPTD") or REPO / ".build" / "debug" / "ckptd").resolve()
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"ckptd binary not found: {path} (build it or set CKPTD)")
-    return path
-
-
-def wait_for(predicate, timeout=60.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def manifest_records(root: Path, name=".ckptd-manifest.jsonl"):
-    path = root / name
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return records
-
-
-def events_for(root: Path, checkpoint: str):
-    return [r["event"] for r in manifest_records(root) if r["checkpoint"] == checkpoint]
-
-
-def temporaries(root: Path):
-    return [p for p in root.rglob("*") if p.name.startswith(".ckptd-tmp.")]
+from daemon_support import Daemon, binary, clean_env, events, read_manifest, temporaries, wait_for  # noqa: E402
 
 
 class NotifySocket:
@@ -96,84 +57,46 @@ class NotifySocket:
         self.sock.close()
 
 
-class Daemon:
-    """Config files, the `ckptd run` process and its notify socket."""
+class NotifyDaemon(Daemon):
+    """The support Daemon, started with a notify socket standing in for systemd: ready means READY=1."""
 
-    def __init__(self, binary: Path, base: Path):
-        self.binary = binary
-        self.base = base
-        self.dropins = base / "watch.d"
-        self.dropins.mkdir(parents=True, exist_ok=True)
-        self.status_file = base / "status.json"
-        self.config = base / "ckptd.toml"
-        self.config.write_text(
-            f'status_file = "{self.status_file}"\n'
-            f'dropin_dirs = ["{self.dropins}"]\n'
-            "workers = 1\n"
-            'log_level = "debug"\n'
-        )
-        self.proc = None
+    def __init__(self, base: Path):
+        super().__init__(base)
         self.notify = None
-        self.log = base / "daemon.log"
-
-    def add_dropin(self, name: str, root: Path, fmt="bin", settle=1, marker="trainer_state.json", extra=""):
-        text = (
-            f'path = "{root}"\nformat = "{fmt}"\ndtype = "keep"\npattern = "checkpoint-*"\n'
-            f'ready_marker = "{marker}"\nsettle_seconds = {settle}\n{extra}'
-        )
-        tmp = self.dropins / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.rename(self.dropins / name)
 
     def start(self, watchdog_usec=None):
         self.notify = NotifySocket(self.base / f"notify-{time.monotonic_ns()}.sock")
-        env = dict(os.environ)
-        env["NOTIFY_SOCKET"] = str(self.notify.path)
-        env.pop("WATCHDOG_PID", None)
+        env = clean_env({"NOTIFY_SOCKET": str(self.notify.path)})
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
-        else:
-            env.pop("WATCHDOG_USEC", None)
-        self.logfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(
-            [str(self.binary), "run", "--config", str(self.config)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.logfile,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        self.spawn(env)
         wait_for(lambda: "READY=1" in self.notify.lines() or self.proc.poll() is not None, 30, what="READY=1")
         assert self.proc.poll() is None, self.log.read_text()
         return self
 
-    def status(self):
-        try:
-            return json.loads(self.status_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc is None:
             return None
-        self.proc.send_signal(sig)
         try:
-            code = self.proc.wait(timeout=timeout)
+            return super().stop(sig, timeout)
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.logfile.close()
             self.notify.close()
-        self.proc = None
-        return code
 
 
 @pytest.fixture
-def daemon(daemon_bin, tmp_path):
-    instance = Daemon(daemon_bin, tmp_path / "etc")
+def daemon(ckptd_bin, tmp_path):
+    instance = NotifyDaemon(tmp_path / "etc")
     yield instance
     if instance.proc is not None:
         instance.stop(signal.SIGKILL)
+
+
+def start_watching(daemon: NotifyDaemon, run: Path) -> Path:
+    """Creates the watched directory `run`, adds its drop-in and starts the daemon."""
+    run.mkdir()
+    daemon.add_dropin("10-run.toml", run)
+    daemon.start()
+    return run
 
 
 def write_checkpoint(folder: Path, tensors=None, marker=True, seed=0):
@@ -199,7 +122,7 @@ def big_checkpoint(folder: Path, megabytes=384):
 
 
 def converted(root: Path, name: str):
-    return (root / name / "pytorch_model.bin").exists() and "converted" in events_for(root, name)
+    return (root / name / "pytorch_model.bin").exists() and "converted" in events(root, name)
 
 
 def assert_same_tensors(folder: Path):
@@ -261,7 +184,8 @@ def test_real_trainer_run(daemon, tmp_path):
         output = Model.from_pretrained(str(bin_only)).eval()
         with torch.no_grad():
             assert torch.equal(source(input_ids=inputs).logits, output(input_ids=inputs).logits)
-        record = [r for r in manifest_records(run) if r["checkpoint"] == name and r["event"] == "converted"][-1]
+        records = read_manifest(run, strict=False)
+        record = [r for r in records if r["checkpoint"] == name and r["event"] == "converted"][-1]
         assert record["format"] == "bin"
         assert record["tensors"] > 0
         assert any(o["name"] == "pytorch_model.bin" for o in record["outputs"])
@@ -278,7 +202,7 @@ def test_real_trainer_run(daemon, tmp_path):
     assert status["state"] == "running" and status["pid"] == daemon.proc.pid
 
     code = subprocess.run(
-        [str(daemon.binary), "status", "--status-file", str(daemon.status_file), "--json"],
+        [str(binary()), "status", "--status-file", str(daemon.status_file), "--json"],
         capture_output=True, text=True, timeout=30,
     )
     assert code.returncode == 0, code.stderr
@@ -293,26 +217,20 @@ def test_real_trainer_run(daemon, tmp_path):
 
 
 def test_twenty_checkpoints_at_once(daemon, tmp_path):
-    run = tmp_path / "run20"
-    run.mkdir()
-    daemon.add_dropin("10-run.toml", run)
-    daemon.start()
+    run = start_watching(daemon, tmp_path / "run20")
     for step in range(1, 21):
         write_checkpoint(run / f"checkpoint-{step}", seed=step)
     for step in range(1, 21):
         wait_for(lambda: converted(run, f"checkpoint-{step}"), 120, what=f"checkpoint-{step}")
     for step in (1, 20):
         assert_same_tensors(run / f"checkpoint-{step}")
-    assert sum(1 for r in manifest_records(run) if r["event"] == "converted") == 20
+    assert sum(1 for r in read_manifest(run, strict=False) if r["event"] == "converted") == 20
     assert temporaries(run) == []
     assert daemon.stop() == 0
 
 
 def test_checkpoints_created_while_stopped(daemon, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    daemon.add_dropin("10-run.toml", run)
-    daemon.start()
+    run = start_watching(daemon, tmp_path / "run")
     write_checkpoint(run / "checkpoint-1", seed=1)
     wait_for(lambda: converted(run, "checkpoint-1"), 60, what="checkpoint-1")
     assert daemon.stop() == 0
@@ -326,7 +244,7 @@ def test_checkpoints_created_while_stopped(daemon, tmp_path):
         wait_for(lambda: converted(run, name), 60, what=name)
         assert_same_tensors(run / name)
     assert not stale.exists()
-    assert events_for(run, "checkpoint-1") == ["converted"], "a converted checkpoint is not redone"
+    assert events(run, "checkpoint-1") == ["converted"], "a converted checkpoint is not redone"
     assert daemon.stop() == 0
 
 
@@ -374,16 +292,13 @@ def wait_active(daemon, name, timeout=60):
 
 
 def test_checkpoint_deleted_mid_conversion(daemon, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    daemon.add_dropin("10-run.toml", run)
-    daemon.start()
+    run = start_watching(daemon, tmp_path / "run")
     big_checkpoint(run / "checkpoint-1")
     wait_active(daemon, "checkpoint-1")
     # Like the Trainer's rotation (ignore_errors=True); the daemon may create a temporary meanwhile.
     wait_for(lambda: shutil.rmtree(run / "checkpoint-1", ignore_errors=True) or not (run / "checkpoint-1").exists(),
              10, what="checkpoint-1 removed")
-    wait_for(lambda: "vanished" in events_for(run, "checkpoint-1"), 60, what="vanished recorded")
+    wait_for(lambda: "vanished" in events(run, "checkpoint-1"), 60, what="vanished recorded")
     assert temporaries(run) == []
     write_checkpoint(run / "checkpoint-2", seed=2)
     wait_for(lambda: converted(run, "checkpoint-2"), 60, what="daemon goes on")
@@ -391,10 +306,7 @@ def test_checkpoint_deleted_mid_conversion(daemon, tmp_path):
 
 
 def test_sigterm_mid_conversion(daemon, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    daemon.add_dropin("10-run.toml", run)
-    daemon.start()
+    run = start_watching(daemon, tmp_path / "run")
     big_checkpoint(run / "checkpoint-1")
     wait_active(daemon, "checkpoint-1")
     started = time.monotonic()
@@ -402,7 +314,7 @@ def test_sigterm_mid_conversion(daemon, tmp_path):
     assert time.monotonic() - started < 10
     assert temporaries(run) == []
     assert not (run / "checkpoint-1" / "pytorch_model.bin").exists()
-    assert "converted" not in events_for(run, "checkpoint-1")
+    assert "converted" not in events(run, "checkpoint-1")
     daemon.start()
     wait_for(lambda: converted(run, "checkpoint-1"), 120, what="redone after restart")
     assert daemon.stop() == 0

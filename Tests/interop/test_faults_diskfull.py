@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from faults_support import (
+from daemon_support import (
     Daemon,
+    converted,
     fingerprint,
     last_record,
     pid_alive,
@@ -93,7 +94,7 @@ def test_disk_full_daemon_retries_once_space_returns(small_disk, tmp_path):
 
         filler.unlink()
         wait_for(
-            lambda: (r := last_record(root, "checkpoint-1")) and r["event"] == "converted",
+            lambda: converted(root, "checkpoint-1"),
             90,
             what="the retried conversion once space returned",
         )

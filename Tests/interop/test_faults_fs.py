@@ -11,22 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from faults_support import (
+from daemon_support import (
     Daemon,
+    converted,
     events,
     last_record,
     pid_alive,
     read_manifest,
     run,
+    start_daemon,
     temporaries,
     wait_for,
     write_safetensors_checkpoint,
 )
-
-
-def converted(root: Path, name: str) -> bool:
-    record = last_record(root, name)
-    return bool(record) and record["event"] == "converted"
 
 
 def remove_tree(path: Path):
@@ -46,9 +43,7 @@ def test_checkpoint_deleted_during_conversion(tmp_path):
     root = tmp_path / "run"
     big = root / "checkpoint-100"
     write_safetensors_checkpoint(big, nbytes=160 << 20)
-    daemon = Daemon(tmp_path / "etc")
-    daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
-    daemon.start()
+    daemon = start_daemon(tmp_path / "etc", root)
     try:
         wait_for(
             lambda: any(a["checkpoint"] == big.name for a in (daemon.status() or {}).get("active", []))
@@ -77,9 +72,7 @@ def test_checkpoint_deleted_during_conversion(tmp_path):
 def test_output_directory_deleted_and_recreated(tmp_path):
     root = tmp_path / "run"
     write_safetensors_checkpoint(root / "checkpoint-1", nbytes=32 << 10)
-    daemon = Daemon(tmp_path / "etc")
-    daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
-    daemon.start()
+    daemon = start_daemon(tmp_path / "etc", root)
     try:
         wait_for(lambda: converted(root, "checkpoint-1"), 60, what="checkpoint-1 converted")
         shutil.rmtree(root)
@@ -220,9 +213,7 @@ def test_broken_dropins_are_reported_and_others_keep_converting(tmp_path):
 def test_output_directory_deleted_during_a_conversion(tmp_path):
     root = tmp_path / "run"
     write_safetensors_checkpoint(root / "checkpoint-1", nbytes=160 << 20)
-    daemon = Daemon(tmp_path / "etc")
-    daemon.add_dropin("10-run.toml", root, fmt="bin", settle=1)
-    daemon.start()
+    daemon = start_daemon(tmp_path / "etc", root)
     try:
         wait_for(lambda: temporaries(root), 60, 0.02, what="the conversion of checkpoint-1 to start writing")
         remove_tree(root)

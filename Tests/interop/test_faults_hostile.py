@@ -12,15 +12,15 @@ import json
 import os
 import shutil
 import signal
-import struct
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from faults_support import (
+from daemon_support import (
     Daemon,
+    converted,
     events,
     last_record,
     read_manifest,
@@ -29,24 +29,7 @@ from faults_support import (
     wait_for,
     write_safetensors_checkpoint,
 )
-
-
-def os_system_pickle(marker: Path) -> bytes:
-    """Protocol 2: {'w': os.system('touch MARKER')} with a literal GLOBAL 'os system'."""
-    cmd = f"touch {marker}".encode()
-    return (
-        b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01cos\nsystem\nq\x02X"
-        + struct.pack("<I", len(cmd))
-        + cmd
-        + b"q\x03\x85q\x04Rq\x05s."
-    )
-
-
-def torch_style_zip(path: Path, pkl: bytes):
-    writer = torch._C.PyTorchFileWriter(str(path))
-    writer.write_record("data.pkl", pkl, len(pkl))
-    writer.write_record("byteorder", b"little", 6)
-    writer.write_end_of_file()
+from interop_helpers import literal_os_system_pickle, torch_style_zip
 
 
 def finish(folder: Path):
@@ -71,7 +54,7 @@ def build(tmp_path: Path, root_bin: Path, root_st: Path):
 
     folder = root_st / "checkpoint-pickle"
     folder.mkdir(parents=True)
-    torch_style_zip(folder / "pytorch_model.bin", os_system_pickle(marker))
+    torch_style_zip(folder / "pytorch_model.bin", literal_os_system_pickle(marker))
     finish(folder)
     cases["checkpoint-pickle"] = (root_st, folder / "pytorch_model.bin", ["pytorch_model.bin", "system"])
 
@@ -149,7 +132,7 @@ def test_hostile_checkpoints_through_the_daemon(tmp_path):
         except AssertionError as error:
             state = {name: events(root, name) for name, (root, _, _) in cases.items()}
             raise AssertionError(f"{error}: {state}; status {daemon.status()}") from None
-        wait_for(lambda: (r := last_record(root_bin, "checkpoint-good")) and r["event"] == "converted", 60,
+        wait_for(lambda: converted(root_bin, "checkpoint-good"), 60,
                  what="the good checkpoint converted")
         for name, (root, _, words) in cases.items():
             record = last_record(root, name)

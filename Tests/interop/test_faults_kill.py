@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from faults_support import (
+from daemon_support import (
     Daemon,
     binary,
     clean_env,

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from faults_support import Daemon, last_record, wait_for, write_safetensors_checkpoint
+from daemon_support import Daemon, converted, wait_for, write_safetensors_checkpoint
 
 NOISE_FILES = 20_000
 
@@ -44,7 +44,7 @@ def test_overflow_leads_to_rescan_and_nothing_missed(tmp_path):
             os.kill(daemon.pid, signal.SIGCONT)
         for name in names:
             wait_for(
-                lambda: (r := last_record(root, name)) and r["event"] == "converted",
+                lambda: converted(root, name),
                 90,
                 what=f"{name} converted after the overflow",
             )

@@ -34,6 +34,13 @@ def dtype_dict(name: str) -> dict:
     return {f"{name}.{key}": random_tensor(dtype, shape, seed=i) for i, (key, shape) in enumerate(SHAPES.items())}
 
 
+def supported_dtype_dict(name: str) -> dict:
+    """dtype_dict(name); skips the test when this safetensors version cannot store the dtype."""
+    if not safetensors_supports(DTYPES[name]):
+        pytest.skip(f"safetensors {name} not supported by this safetensors version")
+    return dtype_dict(name)
+
+
 def check_bin(path: Path, want: dict) -> None:
     """Loads a ckptd-written .bin with torch.load (plain and mmap) and checks the zip itself."""
     assert path.read_bytes()[:4] == b"PK\x03\x04"
@@ -66,9 +73,7 @@ def to_safetensors_and_back(run_ckptd, tmp_path: Path, src: Path, want: dict, wa
 
 @pytest.mark.parametrize("name", list(DTYPES))
 def test_every_dtype_bin_to_safetensors_and_back(tmp_path, run_ckptd, name):
-    if not safetensors_supports(DTYPES[name]):
-        pytest.skip(f"safetensors {name} not supported by this safetensors version")
-    sd = dtype_dict(name)
+    sd = supported_dtype_dict(name)
     src = tmp_path / "w.bin"
     torch.save(sd, src)
     to_safetensors_and_back(run_ckptd, tmp_path, src, sd)
@@ -76,9 +81,7 @@ def test_every_dtype_bin_to_safetensors_and_back(tmp_path, run_ckptd, name):
 
 @pytest.mark.parametrize("name", list(DTYPES))
 def test_every_dtype_safetensors_to_bin_and_back(tmp_path, run_ckptd, name):
-    if not safetensors_supports(DTYPES[name]):
-        pytest.skip(f"safetensors {name} not supported by this safetensors version")
-    sd = dtype_dict(name)
+    sd = supported_dtype_dict(name)
     src = tmp_path / "w.safetensors"
     save_file(sd, src, metadata={"format": "pt", "note": "kept"})
     convert(run_ckptd, src, "bin")

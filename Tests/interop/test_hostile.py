@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from interop_helpers import assert_one_line_error
+from interop_helpers import assert_one_line_error, literal_os_system_pickle, torch_style_zip
 
 
 class Reduce:
@@ -37,27 +37,6 @@ def payloads(marker: Path):
         "builtins.exec": (builtins.exec, (f"open({m!r}, 'w').close()",), r"(builtins|__builtin__)\W+exec"),
         "subprocess.Popen": (sp.Popen, (["touch", m],), r"(subprocess|commands)\W+Popen"),
     }
-
-
-def torch_style_zip(path: Path, pkl: bytes, storages=None) -> None:
-    """Writes a zip exactly as torch.save lays it out, with our own data.pkl (torch's own record writer)."""
-    writer = torch._C.PyTorchFileWriter(str(path))
-    writer.write_record("data.pkl", pkl, len(pkl))
-    for key, data in (storages or {}).items():
-        writer.write_record(f"data/{key}", data, len(data))
-    writer.write_record("byteorder", b"little", 6)
-    writer.write_end_of_file()
-
-
-def literal_os_system_pickle(marker: Path) -> bytes:
-    """Protocol 2: {'w': os.system('touch MARKER')} with a literal GLOBAL 'os system'."""
-    cmd = f"touch {marker}".encode()
-    return (
-        b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01cos\nsystem\nq\x02X"
-        + struct.pack("<I", len(cmd))
-        + cmd
-        + b"q\x03\x85q\x04Rq\x05s."
-    )
 
 
 def stack_global_pickle(marker: Path) -> bytes:

@@ -1,7 +1,7 @@
-"""Helpers for the fault suites (test_faults*.py): the real `ckptd run` daemon with a temp config, checkpoint
-fixtures written by the real libraries, strict manifest reading, file fingerprints.
+"""Helpers for the daemon suites (test_faults*.py, test_daemon_e2e.py): the real `ckptd run` daemon with a temp
+config, checkpoint fixtures written by the real libraries, manifest reading, file fingerprints.
 
-The daemon runs with NOTIFY_SOCKET unset; readiness is read from its status file (state "running", our pid).
+`Daemon.start` runs it with NOTIFY_SOCKET unset; readiness is read from its status file (state "running", our pid).
 """
 
 import hashlib
@@ -108,6 +108,12 @@ def last_record(root: Path, checkpoint: str):
     return found[-1] if found else None
 
 
+def converted(root: Path, name: str) -> bool:
+    """The checkpoint's last manifest record is `converted`."""
+    record = last_record(root, name)
+    return bool(record) and record["event"] == "converted"
+
+
 def tensors_of_size(nbytes: int, seed: int = 0, dtype=torch.float32) -> dict:
     """A few tensors with about `nbytes` of data in total, plus a tied pair and a small bias."""
     generator = torch.Generator().manual_seed(seed)
@@ -179,16 +185,20 @@ class Daemon:
         tmp.write_text(text)
         tmp.rename(self.dropins / name)
 
-    def start(self, timeout=30, prefix=()):
-        """Starts `ckptd run` (behind `prefix`, e.g. a setpriv command line) and waits until it runs."""
+    def spawn(self, env, prefix=()):
+        """Starts `ckptd run` (behind `prefix`, e.g. a setpriv command line) with `env`, log appended to self.log."""
         self._logfile = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [*prefix, str(binary()), "run", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,
             stdout=self._logfile,
             stderr=subprocess.STDOUT,
-            env=clean_env(),
+            env=env,
         )
+
+    def start(self, timeout=30, prefix=()):
+        """Starts `ckptd run` (behind `prefix`, e.g. a setpriv command line) and waits until it runs."""
+        self.spawn(clean_env(), prefix)
         pid = self.proc.pid
 
         def ready():
@@ -253,6 +263,13 @@ class Daemon:
                 self._logfile.close()
         self.proc = None
         return code
+
+
+def start_daemon(base: Path, root: Path, name="10-run.toml", fmt="bin", settle=1) -> Daemon:
+    """A started Daemon (config under `base`) watching `root` through one drop-in."""
+    daemon = Daemon(base)
+    daemon.add_dropin(name, root, fmt=fmt, settle=settle)
+    return daemon.start()
 
 
 def converted_names(fmt: str, source: str) -> str:
