@@ -59,7 +59,7 @@ extension Daemon {
     if event.has(WatchMask.create | WatchMask.movedTo) && event.isDirectory {
       root.done.remove(event.name)
       consider(
-        root, name: event.name, manifest: root.manifest.latest(), now: Date().timeIntervalSince1970)
+        root, name: event.name, manifest: root.latestRecords(), now: Date().timeIntervalSince1970)
       root.tracker.noteChange(in: root.folder(event.name), now: Date().timeIntervalSince1970)
     } else if event.has(WatchMask.delete | WatchMask.movedFrom) {
       folderGone(root, name: event.name)
@@ -158,7 +158,7 @@ extension Daemon {
   /// Lists the root and tracks every checkpoint folder that is not done yet.
   func scan(_ root: WatchedRoot) {
     let now = Date().timeIntervalSince1970
-    let latest = root.manifest.latest()
+    let latest = root.latestRecords()
     let names = Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
     for name in names { consider(root, name: name, manifest: latest, now: now) }
     let present = Set(names)
