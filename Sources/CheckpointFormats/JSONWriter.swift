@@ -4,18 +4,30 @@
 public enum JSONWriter {
   static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
+  /// The letter after `\` for the characters both writers escape short (`\"`, `\\`, `\b`, `\t`, `\n`,
+  /// `\f`, `\r`); nil for every other character.
+  static func shortEscape(_ unit: UInt16) -> UInt8? {
+    switch unit {
+    case 0x22: 0x22
+    case 0x5C: 0x5C
+    case 0x08: 0x62
+    case 0x09: 0x74
+    case 0x0A: 0x6E
+    case 0x0C: 0x66
+    case 0x0D: 0x72
+    default: nil
+    }
+  }
+
   /// Appends `string` as a quoted, escaped JSON string.
   public static func appendString(_ string: String, to out: inout [UInt8]) {
     out.append(0x22)
     for byte in string.utf8 {
+      if let letter = shortEscape(UInt16(byte)) {
+        out.append(contentsOf: [0x5C, letter])
+        continue
+      }
       switch byte {
-      case 0x22: out.append(contentsOf: [0x5C, 0x22])
-      case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-      case 0x08: out.append(contentsOf: [0x5C, 0x62])
-      case 0x09: out.append(contentsOf: [0x5C, 0x74])
-      case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-      case 0x0C: out.append(contentsOf: [0x5C, 0x66])
-      case 0x0D: out.append(contentsOf: [0x5C, 0x72])
       case 0..<0x20:
         out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]])
       default: out.append(byte)
@@ -118,14 +130,11 @@ extension JSONWriter {
     }
     out.append(0x22)
     for unit in string.utf16 {
+      if let letter = shortEscape(unit) {
+        out.append(contentsOf: [0x5C, letter])
+        continue
+      }
       switch unit {
-      case 0x22: out.append(contentsOf: [0x5C, 0x22])
-      case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-      case 0x08: out.append(contentsOf: [0x5C, 0x62])
-      case 0x09: out.append(contentsOf: [0x5C, 0x74])
-      case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-      case 0x0C: out.append(contentsOf: [0x5C, 0x66])
-      case 0x0D: out.append(contentsOf: [0x5C, 0x72])
       case 0x20..<0x7F: out.append(UInt8(unit))
       default: hex4(unit)
       }
