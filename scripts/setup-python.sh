@@ -13,5 +13,5 @@ fi
 echo "setup: creating Python environment in $venv (torch is about 5 GiB; a few minutes the first time)"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -r "$req"
+DS_BUILD_OPS=0 "$venv/bin/pip" install -q -r "$req"
 echo "$want" > "$stamp"
