@@ -245,3 +245,70 @@ final class CoreTempDir {
 
   func sub(_ relative: String) -> String { path + "/" + relative }
 }
+
+@Suite struct EcosystemConfigTests {
+  @Test func execAfterAndTimeoutAreReadAndReported() throws {
+    let dir = CoreTempDir()
+    let main = try dir.write("ckptd.toml", "dropin_dirs = [\"watch.d\"]\n")
+    try dir.write(
+      "watch.d/10-a.toml",
+      """
+      path = "/data/runs/a"
+      format = "bin"
+      exec_after = ["/bin/true", "--repo", "org/model"]
+      exec_timeout_seconds = 12.5
+      """)
+    let config = try ConfigLoader.load(path: main)
+    #expect(config.problems.isEmpty)
+    #expect(config.watches.first?.execAfter == ["/bin/true", "--repo", "org/model"])
+    #expect(config.watches.first?.execTimeoutSeconds == 12.5)
+    let report = ConfigReport.render(config)
+    #expect(report.contains("exec_after = \"/bin/true\" \"--repo\" \"org/model\""))
+    #expect(report.contains("exec_timeout_seconds = 12.5"))
+    #expect(try ConfigLoader.parseDropin(text: "path = \"/x\"\nformat = \"bin\"", file: "f").execTimeoutSeconds == 3600)
+  }
+
+  @Test(arguments: [
+    ("exec_after = \"/bin/true\"", "exec_after must be an array of strings"),
+    ("exec_after = [\"/bin/true\", 3]", "exec_after must be an array of strings"),
+    ("exec_after = [\"true\"]", "exec_after[0] must be an absolute path"),
+    ("exec_after = [\"/nonexistent/push\"]", "exec_after[0] /nonexistent/push does not exist"),
+    ("exec_after = [\"@PLAIN@\"]", "exec_after[0] @PLAIN@ is not an executable file"),
+    ("exec_after = [\"/bin\"]", "exec_after[0] /bin is not an executable file"),
+    ("exec_timeout_seconds = 0", "exec_timeout_seconds must be more than 0"),
+    ("exec_timeout_seconds = \"1h\"", "exec_timeout_seconds must be a number"),
+  ])
+  func badExecKeysNameTheDropinAndKey(line: String, expected: String) throws {
+    let dir = CoreTempDir()
+    let main = try dir.write("ckptd.toml", "dropin_dirs = [\"watch.d\"]\n")
+    // A plain file without execute bits (not /etc/hostname: some images ship it with them).
+    let plain = try dir.write("plain.txt", "not a program")
+    chmod(plain, 0o644)
+    let line = line.replacingOccurrences(of: "@PLAIN@", with: plain)
+    let expected = expected.replacingOccurrences(of: "@PLAIN@", with: plain)
+    try dir.write("watch.d/10-bad.toml", "path = \"/data/runs/a\"\nformat = \"bin\"\n\(line)\n")
+    try dir.write("watch.d/20-good.toml", "path = \"/data/runs/b\"\nformat = \"bin\"\n")
+    let config = try ConfigLoader.load(path: main)
+    #expect(config.watches.map(\.path) == ["/data/runs/b"])
+    #expect(config.problems.count == 1)
+    #expect(config.problems.first?.file == dir.sub("watch.d/10-bad.toml"))
+    #expect(config.problems.first?.message.contains(expected) == true, "\(config.problems)")
+  }
+
+  @Test func metricsFileIsResolvedAndAMissingFolderTurnsMetricsOff() throws {
+    let dir = CoreTempDir()
+    let good = try dir.write("a/ckptd.toml", "metrics_file = \"ckptd.prom\"\ndropin_dirs = []\n")
+    #expect(try ConfigLoader.load(path: good).metricsFile == dir.sub("a/ckptd.prom"))
+    #expect(ConfigReport.render(try ConfigLoader.load(path: good)).contains("metrics_file: \(dir.sub("a/ckptd.prom"))"))
+
+    let bad = try dir.write(
+      "b/ckptd.toml", "metrics_file = \"/nonexistent/textfile/ckptd.prom\"\ndropin_dirs = [\"watch.d\"]\n")
+    try dir.write("b/watch.d/10-a.toml", "path = \"/data/runs/a\"\nformat = \"bin\"\n")
+    let config = try ConfigLoader.load(path: bad)
+    #expect(config.metricsFile == "")
+    #expect(config.watches.count == 1)
+    #expect(config.problems.first?.file == bad)
+    #expect(config.problems.first?.message.contains("metrics_file") == true)
+    #expect(config.problems.first?.message.contains("/nonexistent/textfile does not exist") == true)
+  }
+}

@@ -98,6 +98,7 @@ extension ConfigLoader {
 
   static let dropinKeys: Set<String> = [
     "path", "format", "dtype", "pattern", "ready_marker", "settle_seconds", "keep_source", "verify", "manifest",
+    "exec_after", "exec_timeout_seconds",
   ]
 
   private static func parseDropin(keys: TOMLKeys, file: String) throws -> WatchConfig {
@@ -148,7 +149,32 @@ extension ConfigLoader {
       }
       watch.manifest = manifest
     }
+    if let argv = try keys.stringArray("exec_after") {
+      try checkExecutable(argv)
+      watch.execAfter = argv
+    }
+    if let timeout = try keys.number("exec_timeout_seconds") {
+      guard timeout.isFinite, timeout > 0, timeout <= 7 * 86_400 else {
+        throw ConfigKeyError("exec_timeout_seconds must be more than 0 and at most 604800, not \(timeout)")
+      }
+      watch.execTimeoutSeconds = timeout
+    }
     return watch
+  }
+
+  /// `exec_after` names an absolute, existing, executable regular file (it is run as an argv, never by a shell).
+  static func checkExecutable(_ argv: [String]) throws {
+    guard let program = argv.first else { return }
+    guard program.hasPrefix("/") else {
+      throw ConfigKeyError("exec_after[0] must be an absolute path (it is not looked up in PATH), not \"\(program)\"")
+    }
+    var info = stat()
+    guard stat(program, &info) == 0 else {
+      throw ConfigKeyError("exec_after[0] \(program) does not exist")
+    }
+    guard (info.st_mode & S_IFMT) == S_IFREG, access(program, X_OK) == 0 else {
+      throw ConfigKeyError("exec_after[0] \(program) is not an executable file")
+    }
   }
 
   static func isDirectory(_ file: String) -> Bool {

@@ -23,6 +23,7 @@ public enum ConfigLoader {
     var config = try parseMain(text: text, path: path)
     resolvePaths(of: &config)
     loadDropins(into: &config)
+    checkMetricsFile(in: &config)
     return config
   }
 
@@ -48,7 +49,7 @@ public enum ConfigLoader {
     var config = DaemonConfig(configFile: path)
     let keys = TOMLKeys(table: table)
     do {
-      try keys.rejectUnknown(allowed: ["status_file", "dropin_dirs", "workers", "log_level"])
+      try keys.rejectUnknown(allowed: ["status_file", "dropin_dirs", "workers", "log_level", "metrics_file"])
       if let value = try keys.string("status_file") {
         guard !value.isEmpty else { throw ConfigKeyError("status_file must not be empty") }
         config.statusFile = value
@@ -69,6 +70,7 @@ public enum ConfigLoader {
         }
         config.logLevel = value.lowercased()
       }
+      if let value = try keys.string("metrics_file") { config.metricsFile = value }
     } catch let error as ConfigKeyError {
       throw CheckpointError(.invalidFormat, path: path, error.message)
     }
@@ -80,6 +82,21 @@ public enum ConfigLoader {
     let folder = (absolute(config.configFile) as NSString).deletingLastPathComponent
     config.dropinDirs = config.dropinDirs.map { resolve($0, against: folder) }
     config.statusFile = resolve(config.statusFile, against: folder)
+    if !config.metricsFile.isEmpty { config.metricsFile = resolve(config.metricsFile, against: folder) }
+  }
+
+  /// A `metrics_file` whose folder does not exist turns metrics off with a problem naming the key; the watched
+  /// directories keep working.
+  static func checkMetricsFile(in config: inout DaemonConfig) {
+    guard !config.metricsFile.isEmpty else { return }
+    let folder = (config.metricsFile as NSString).deletingLastPathComponent
+    guard !isDirectory(folder) || isDirectory(config.metricsFile) else { return }
+    let reason =
+      isDirectory(config.metricsFile)
+      ? "metrics_file \(config.metricsFile) is a folder, not a file; metrics are off"
+      : "metrics_file \(config.metricsFile): the folder \(folder) does not exist; metrics are off"
+    config.problems.append(DropinProblem(file: config.configFile, message: reason))
+    config.metricsFile = ""
   }
 
   static func readText(path: String) throws -> String {

@@ -10,6 +10,7 @@ public enum ConfigReport {
     out.append("workers:      \(config.workers)")
     out.append("log_level:    \(config.logLevel)")
     out.append("dropin_dirs:  \(config.dropinDirs.joined(separator: ", "))")
+    out.append("metrics_file: \(config.metricsFile.isEmpty ? "\"\" (off)" : config.metricsFile)")
     out.append("")
     if config.watches.isEmpty {
       out.append("No watched directories.")
@@ -24,6 +25,10 @@ public enum ConfigReport {
       out.append("  keep_source = \(watch.keepSource)")
       out.append("  verify = \(watch.verify)")
       out.append("  manifest = \(watch.manifestPath)")
+      if !watch.execAfter.isEmpty {
+        out.append("  exec_after = \(watch.execAfter.map { "\"\($0)\"" }.joined(separator: " "))")
+        out.append("  exec_timeout_seconds = \(formatSeconds(watch.execTimeoutSeconds))")
+      }
     }
     if !config.masked.isEmpty {
       out.append("")

@@ -39,6 +39,8 @@ public struct DaemonConfig: Sendable, Equatable {
   public var workers: Int
   /// swift-log level name (`log_level`): trace, debug, info, notice, warning, error, critical.
   public var logLevel: String
+  /// Prometheus text file for node_exporter's textfile collector (`metrics_file`); "" = off.
+  public var metricsFile: String = ""
   /// Every usable watched directory, in drop-in file-name order.
   public var watches: [WatchConfig]
   /// Drop-ins that were skipped, with the reason.

@@ -20,6 +20,10 @@ public struct WatchConfig: Sendable, Equatable {
   public var verify: Bool
   /// The manifest file name, relative to `path` (an absolute path is taken as is).
   public var manifest: String
+  /// Run after each successful conversion (`exec_after`): an argv, never a shell; empty = nothing.
+  public var execAfter: [String] = []
+  /// Seconds before a running `exec_after` command's process group gets SIGTERM (`exec_timeout_seconds`).
+  public var execTimeoutSeconds: Double = WatchConfig.defaultExecTimeoutSeconds
   /// The drop-in file this watch came from.
   public var sourceFile: String
 
@@ -28,6 +32,7 @@ public struct WatchConfig: Sendable, Equatable {
   public static let defaultReadyMarker = "trainer_state.json"
   public static let defaultSettleSeconds = 10.0
   public static let defaultManifest = ".ckptd-manifest.jsonl"
+  public static let defaultExecTimeoutSeconds = 3600.0
 
   public init(
     path: String, format: WeightFormat, dtype: CastTarget = .keep, pattern: String = WatchConfig.defaultPattern,

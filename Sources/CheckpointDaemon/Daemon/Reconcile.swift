@@ -38,7 +38,7 @@ public enum Reconcile {
       return record.outputs.allSatisfy {
         FileManager.default.fileExists(atPath: folder + "/" + $0.name)
       }
-    case .failed, .vanished:
+    case .failed, .vanished, .exec:
       return false
     }
   }

@@ -75,10 +75,11 @@ public final class Manifest: Sendable {
     return Self.latest(of: records)
   }
 
-  /// The last record of each checkpoint in `records`.
+  /// The last record of each checkpoint in `records` that says where its conversion stands (`exec` records,
+  /// written after a conversion, say nothing about it and are passed over).
   public static func latest(of records: [ManifestRecord]) -> [String: ManifestRecord] {
     var result: [String: ManifestRecord] = [:]
-    for record in records { result[record.checkpoint] = record }
+    for record in records where record.event != .exec { result[record.checkpoint] = record }
     return result
   }
 

@@ -7,6 +7,8 @@ public enum ManifestEvent: String, Codable, Sendable, CaseIterable {
   case failed
   case vanished
   case removedSource = "removed_source"
+  /// An `exec_after` command ran after a conversion.
+  case exec
 }
 
 /// A file a conversion read or wrote: name relative to the checkpoint folder, size, optional SHA-256 (hex).
@@ -46,6 +48,11 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
   public var retryable: Bool?
   /// Free text (e.g. why a checkpoint was skipped).
   public var note: String?
+  /// `exec` records: the command's exit status, or the signal that ended it.
+  public var exitStatus: Int32?
+  public var signal: Int32?
+  /// `exec` records: the last lines the command wrote to standard error.
+  public var stderrTail: [String]?
 
   public init(
     checkpoint: String, event: ManifestEvent, format: String, dtype: String, sources: [ManifestFile] = [],
@@ -71,6 +78,9 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case checkpoint, event, format, dtype, sources, outputs, tensors, start, end, seconds, verified, error
     case retryable, note
+    case exitStatus = "exit_status"
+    case signal
+    case stderrTail = "stderr_tail"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -89,6 +99,9 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     error = try c.decodeIfPresent(String.self, forKey: .error)
     retryable = try c.decodeIfPresent(Bool.self, forKey: .retryable)
     note = try c.decodeIfPresent(String.self, forKey: .note)
+    exitStatus = try c.decodeIfPresent(Int32.self, forKey: .exitStatus)
+    signal = try c.decodeIfPresent(Int32.self, forKey: .signal)
+    stderrTail = try c.decodeIfPresent([String].self, forKey: .stderrTail)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -107,5 +120,8 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     try c.encodeIfPresent(error, forKey: .error)
     try c.encodeIfPresent(retryable, forKey: .retryable)
     try c.encodeIfPresent(note, forKey: .note)
+    try c.encodeIfPresent(exitStatus, forKey: .exitStatus)
+    try c.encodeIfPresent(signal, forKey: .signal)
+    try c.encodeIfPresent(stderrTail, forKey: .stderrTail)
   }
 }
