@@ -1,5 +1,7 @@
 import CheckpointFormats
 import Foundation
+import Synchronization
+import SystemPackage
 import Testing
 
 @testable import CheckpointDaemon
@@ -65,6 +67,29 @@ func collect(
     }
     #expect(events.contains { $0.has(WatchMask.create) && $0.name == "trainer_state.json" })
     #expect(events.contains { $0.has(WatchMask.closeWrite) && $0.path == dir.path + "/trainer_state.json" })
+  }
+
+  /// A failed start closes both ends of the wake-up pipe (once: the numbers may be reused by then).
+  @Test func failedStartClosesTheWakePipe() throws {
+    let seen = Mutex<[(fd: Int32, inode: UInt64)]>([])
+    #expect(throws: CheckpointError.self) {
+      _ = try InotifyEngine(
+        initialize: { false },
+        onPipe: { readEnd, writeEnd in
+          for fd in [readEnd.rawValue, writeEnd.rawValue] {
+            var info = stat()
+            _ = fstat(fd, &info)
+            seen.withLock { $0.append((fd, UInt64(info.st_ino))) }
+          }
+        })
+    }
+    let pipes = seen.withLock { $0 }
+    #expect(pipes.count == 2)
+    for (fd, inode) in pipes {
+      var info = stat()
+      // Closed, or reused for something else by another test: not our pipe any more.
+      #expect(fstat(fd, &info) != 0 || UInt64(info.st_ino) != inode)
+    }
   }
 
   @Test func descriptorIsCloseOnExec() throws {
