@@ -1,6 +1,7 @@
 import CheckpointFormats
 import Foundation
 import Logging
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -31,6 +32,18 @@ struct FileIdentity: Sendable, Equatable {
     guard fstat(handle.rawValue, &info) == 0, info.st_nlink > 0 else { return nil }
     device = UInt64(info.st_dev)
     inode = UInt64(info.st_ino)
+  }
+}
+
+/// Lets through about one progress report per percent (and the last): the engine reports every chunk.
+final class ProgressGate: Sendable {
+  private let last = Atomic<Int64>(-1)
+
+  func passes(done: Int64, total: Int64) -> Bool {
+    let previous = last.load(ordering: .relaxed)
+    guard previous < 0 || done >= total || done - previous >= max(total / 100, 1) else { return false }
+    last.store(done, ordering: .relaxed)
+    return true
   }
 }
 
@@ -98,11 +111,16 @@ extension Daemon {
       let sink = input
       let wallTime = options.wallTime
       let (folder, watch, token) = (job.folder, job.watch, job.token)
+      let gate = ProgressGate()
       let thread = Thread {
         let result = Result {
           try converter.convert(
             folder: folder, watch: watch, isCancelled: { token.isCancelled },
-            progress: { done, total in sink.yield(.progress(folder: folder, done: done, total: total)) })
+            progress: { done, total in
+              if gate.passes(done: done, total: total) {
+                sink.yield(.progress(folder: folder, done: done, total: total))
+              }
+            })
         }
         sink.yield(.finished(folder: folder, result: result, end: wallTime()))
       }

@@ -79,6 +79,10 @@ extension Daemon {
       if root.tracker.isTracking(root.folder(event.name)) { noteChange(root, folder: root.folder(event.name)) }
     } else if event.has(WatchMask.delete | WatchMask.movedFrom) {
       folderGone(root, name: event.name)
+    } else if event.has(WatchMask.attrib) && event.isDirectory {
+      // Its permissions changed: an unreadable folder may be readable (and watchable) now.
+      consider(root, name: event.name, manifest: root.latestRecords())
+      if root.tracker.isTracking(root.folder(event.name)) { noteChange(root, folder: root.folder(event.name)) }
     }
   }
 

@@ -3,8 +3,24 @@ import Foundation
 import Logging
 
 extension Daemon {
-  /// Copies the actor's state into the status document and writes it when the rate limit allows.
+  /// Copies the actor's state into the status document and writes it, when the rate limit allows; until
+  /// then the copy waits (`statusStale`), so a burst of inputs costs one copy per write, not one per input.
   func publishStatus() {
+    statusStale = true
+    guard publisher.earliestWrite <= clock.now() else { return }
+    refreshStatus()
+    report(publisher.publish(now: clock.now(), wallTime: clock.wallTime()))
+  }
+
+  /// Writes the status file now (start-up, reload, stop).
+  func flushStatus() {
+    refreshStatus()
+    report(publisher.flush(now: clock.now(), wallTime: clock.wallTime()))
+  }
+
+  /// Copies the actor's state into the status document.
+  func refreshStatus() {
+    statusStale = false
     let figures = watcher.figures
     let queuedFolders = Set(queued.map(\.folder))
     let directories = roots.values.sorted { $0.path < $1.path }.map { root -> DirectoryStatus in
@@ -30,12 +46,6 @@ extension Daemon {
       status.inotify = inotify
       status.problems = problems
     }
-    report(publisher.publish(now: clock.now(), wallTime: clock.wallTime()))
-  }
-
-  /// Writes the status file now (start-up, reload, stop).
-  func flushStatus() {
-    report(publisher.flush(now: clock.now(), wallTime: clock.wallTime()))
   }
 
   private func report(_ error: CheckpointError?) {

@@ -99,6 +99,8 @@ public actor Daemon {
   /// Why the last reload failed (the main file broke), shown in the status until a reload works.
   var reloadError: DropinProblem?
   var lastStatusLine = ""
+  /// The state changed since the status document was last copied from it.
+  var statusStale = false
   /// Folder path to the clock time it is evaluated again.
   var folderDue: [String: Due] = [:]
   var reloadAt: Duration?
@@ -135,7 +137,10 @@ public actor Daemon {
   public var currentConfig: DaemonConfig { config }
 
   /// The status document as it stands (not necessarily written yet).
-  public var status: StatusSnapshot { publisher.snapshot }
+  public var status: StatusSnapshot {
+    if statusStale { refreshStatus() }
+    return publisher.snapshot
+  }
 
   /// Asks the daemon to stop, as SIGTERM does.
   public nonisolated func stop() { input.yield(.stop(reason: "stop requested")) }
@@ -269,7 +274,9 @@ public actor Daemon {
 
   /// The earliest deadline pending, if any.
   private func nextDeadline() -> Duration? {
-    var candidates: [Duration?] = [reloadAt, watchdogAt, stopDeadline, publisher.nextWrite]
+    var candidates: [Duration?] = [
+      reloadAt, watchdogAt, stopDeadline, publisher.nextWrite, statusStale ? publisher.earliestWrite : nil,
+    ]
     if !stopping { candidates.append(folderDue.values.map(\.at).min()) }
     return candidates.compactMap { $0 }.min()
   }

@@ -49,12 +49,16 @@ public struct StatusPublisher: Sendable {
   /// True when the document changed since the last write.
   public var isDirty: Bool { dirty }
 
-  /// When the pending write is due (clock time), nil when nothing waits.
-  public var nextWrite: Duration? {
-    guard dirty else { return nil }
+  /// The earliest clock time the rate limit allows the next write.
+  public var earliestWrite: Duration {
     var due = lastWrite.map { $0 + minimumInterval } ?? .zero
     if let failed = lastFailure { due = max(due, failed + retryInterval) }
     return due
+  }
+
+  /// When the pending write is due (clock time), nil when nothing waits.
+  public var nextWrite: Duration? {
+    dirty ? earliestWrite : nil
   }
 
   /// Changes the document; a change is written by the next `publish`.

@@ -44,7 +44,7 @@ final class InotifyEngine: Sendable {
     case add(path: String, mask: UInt32, client: UInt64, reply: Reply<Int32>)
     case remove(wd: Int32, reply: Reply<Void>)
     case dropClient(UInt64)
-    case pause(seconds: Double)
+    case pause(seconds: Double, reply: Reply<Void>)
   }
 
   /// Counters for the status file.
@@ -141,9 +141,12 @@ final class InotifyEngine: Sendable {
     _ = try? reply.wait()
   }
 
-  /// Stops reading events for `seconds` so that the kernel queue can overflow (tests).
+  /// Stops reading events for `seconds` so that the kernel queue can overflow (tests); returns once the
+  /// thread has taken the request.
   func pauseReading(seconds: Double) {
-    submit(.pause(seconds: seconds))
+    let reply = Reply<Void>()
+    submit(.pause(seconds: seconds, reply: reply))
+    _ = try? reply.wait()
   }
 
   func watches(of client: UInt64) -> [Int32: String] {
@@ -278,8 +281,9 @@ final class InotifyEngine: Sendable {
         }
         sink?.finish()
         for wd in wds { remove(wd: wd) }
-      case .pause(let seconds):
+      case .pause(let seconds, let reply):
         pausedUntil = Date().timeIntervalSince1970 + seconds
+        reply.finish(.success(()))
       }
     }
   }
