@@ -6,7 +6,7 @@ SWIFT ?= swift
 CONFIG ?= config/ckptd.toml
 PREFIX ?= /usr/local
 
-.PHONY: fuzz-smoke all setup setup-system setup-python build build-release run test swift-test interop lint bench fuzz install clean
+.PHONY: fuzz-smoke all setup setup-system setup-python build build-release run test swift-test tsan interop lint bench fuzz install clean
 
 all: build
 
@@ -29,11 +29,20 @@ run: build-release
 
 test: setup build lint swift-test interop fuzz-smoke
 
-# The daemon suite runs on its own: its event loops are async and share the cooperative pool (one thread per
-# core) with the CPU-heavy format suites, which would starve them on a 2-core machine.
+# The daemon suite runs on its own: it drives a test clock and waits on the daemon's notes (no sleeps), but its
+# inotify events still share the machine with the CPU-heavy format suites.
 swift-test:
 	$(SWIFT) test --skip-build --skip CheckpointDaemonTests
 	$(SWIFT) test --skip-build --filter CheckpointDaemonTests
+
+# Thread Sanitizer over the daemon and conversion suites, in its own scratch path (a separate full build).
+TSAN_SCRATCH ?= .build-tsan
+tsan: setup-system
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
+		--filter CheckpointDaemonTests
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
+		--filter CheckpointConversionTests
 
 # The interop suite: real torch/safetensors/transformers against the debug binary. pytest prints its summary
 # line (-ra lists failures/skips) and exits non-zero on any failure, which fails make.

@@ -88,8 +88,9 @@ let package = Package(
       name: "CheckpointDaemonTests",
       dependencies: [
         "CheckpointFormats", "CheckpointConversion", "CheckpointDaemon",
-        .product(name: "Clocks", package: "swift-clocks"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Clocks", package: "swift-clocks"),
+        .product(name: "SystemPackage", package: "swift-system"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -45,8 +45,3 @@ public struct ConversionOptions: Sendable {
     self.failAfterBytes = failAfterBytes
   }
 }
-
-extension CheckpointError.Code {
-  /// The conversion was stopped by its cancellation check (SIGTERM in the daemon).
-  public static let cancelled = CheckpointError.Code("cancelled")
-}

@@ -2,30 +2,32 @@
 ///
 /// `description` is the one-line message the command line prints: `<file>: <message>`.
 public struct CheckpointError: Error, CustomStringConvertible, Sendable, Equatable {
-  /// What kind of failure this is; extensible like NIO's `FileSystemError.Code`.
-  public struct Code: Hashable, Sendable, CustomStringConvertible {
-    public let name: String
-    public init(_ name: String) { self.name = name }
-    public var description: String { name }
-
+  /// What kind of failure this is: a closed set, compared by case (never by a string).
+  public enum Code: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// The file is not in the format it claims, or breaks one of its rules.
-    public static let invalidFormat = Code("invalidFormat")
+    case invalidFormat
     /// The file is cut short: a writer has not finished, or the disk filled.
-    public static let truncated = Code("truncated")
+    case truncated
     /// A pickle asked for something the restricted machine refuses (a global, an opcode).
-    public static let forbidden = Code("forbidden")
+    case forbidden
     /// A dtype or feature that ckptd knows but cannot carry.
-    public static let unsupported = Code("unsupported")
+    case unsupported
     /// A system call failed; `errno` says why.
-    public static let io = Code("io")
+    case io
     /// A size, offset or count exceeds ckptd's bounds.
-    public static let limitExceeded = Code("limitExceeded")
+    case limitExceeded
     /// The output already exists and was not written by ckptd.
-    public static let exists = Code("exists")
+    case exists
     /// Verification found a difference between source and output.
-    public static let mismatch = Code("mismatch")
+    case mismatch
     /// The file or folder vanished while being read.
-    public static let vanished = Code("vanished")
+    case vanished
+    /// The work was stopped by its cancellation check (SIGTERM in the daemon); temporaries are removed.
+    case cancelled
+
+    /// The case name (`invalidFormat`, `io`, ...).
+    public var name: String { rawValue }
+    public var description: String { rawValue }
   }
 
   public var code: Code

@@ -1,5 +1,8 @@
 import CheckpointFormats
+import Clocks
+import Dispatch
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CheckpointDaemon
@@ -8,67 +11,81 @@ import Testing
   import Glibc
 #endif
 
-/// A converter that writes a small `pytorch_model.bin` and can fail, block until cancelled, or count calls.
-final class FakeConverter: CheckpointConverting, @unchecked Sendable {
+/// A converter that writes a small `pytorch_model.bin`, or fails, or blocks until released, or runs a body.
+final class FakeConverter: CheckpointConverting {
   enum Behaviour: Sendable {
     case succeed
     case fail(CheckpointError)
-    case blockUntilCancelled
+    /// Writes a temporary, reports progress, then waits for `release()` and stops as a cancelled conversion.
+    case blockUntilReleased
+    case custom(@Sendable (String) throws -> ConversionOutcome)
   }
 
-  let behaviour: Locked<Behaviour>
-  let calls = Locked([String]())
+  let behaviour: Mutex<Behaviour>
+  let calls = Mutex([String]())
+  private let gate = DispatchSemaphore(value: 0)
 
-  init(_ behaviour: Behaviour = .succeed) { self.behaviour = Locked(behaviour) }
+  init(_ behaviour: Behaviour = .succeed) { self.behaviour = Mutex(behaviour) }
+
+  /// Lets one blocked conversion go on.
+  func release() { gate.signal() }
+
+  var callCount: Int { calls.withLock { $0.count } }
+
+  static let outcome = ConversionOutcome(
+    sources: [ManifestFile(name: "model.safetensors", bytes: 2)],
+    outputs: [ManifestFile(name: "pytorch_model.bin", bytes: 7)], tensors: 1, verified: true)
 
   func convert(
     folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
     progress: @escaping @Sendable (Int64, Int64) -> Void
   ) throws -> ConversionOutcome {
     calls.withLock { $0.append(folder) }
-    switch behaviour.current {
+    switch behaviour.withLock({ $0 }) {
     case .succeed:
       try "weights".write(toFile: folder + "/pytorch_model.bin", atomically: false, encoding: .utf8)
       progress(7, 7)
-      return ConversionOutcome(
-        sources: [ManifestFile(name: "model.safetensors", bytes: 2)],
-        outputs: [ManifestFile(name: "pytorch_model.bin", bytes: 7)], tensors: 1, verified: true)
+      return Self.outcome
     case .fail(let error):
       throw error
-    case .blockUntilCancelled:
+    case .blockUntilReleased:
       let temporary = folder + "/" + OutputFile.temporaryPrefix + "pytorch_model.bin.test"
       try "partial".write(toFile: temporary, atomically: false, encoding: .utf8)
-      while !isCancelled() {
-        progress(1, 100)
-        Thread.sleep(forTimeInterval: 0.01)
-      }
-      throw CheckpointError(.init("cancelled"), path: folder, "cancelled")
+      progress(1, 100)
+      gate.wait()
+      guard isCancelled() else { return Self.outcome }
+      throw CheckpointError(.cancelled, path: folder, "cancelled")
+    case .custom(let body):
+      return try body(folder)
     }
   }
 }
 
-/// A config folder, a watched root and a running daemon.
-final class DaemonFixture: @unchecked Sendable {
+/// A config folder, a watched root and a daemon driven by a test clock.
+final class DaemonFixture: Sendable {
   let base: WatcherTempDir
   let root: String
   let configPath: String
   let converter: FakeConverter
+  let clock = TestClock<Duration>()
   let daemon: Daemon
-  private var task: Task<Void, Never>?
+  private let task = Mutex<Task<Void, Never>?>(nil)
 
   init(
     converter: FakeConverter = FakeConverter(), notifier: SystemdNotifier = SystemdNotifier(environment: [:]),
-    createRoot: Bool = true, settle: Double = 0
+    createRoot: Bool = true, settle: Double = 0, workers: Int = 1, extraDropinDirs: [String] = [],
+    root rootName: String = "run"
   ) throws {
     base = try WatcherTempDir()
-    root = base.path + "/run"
+    root = base.path + "/" + rootName
     if createRoot { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }
     try FileManager.default.createDirectory(atPath: base.path + "/watch.d", withIntermediateDirectories: true)
     configPath = base.path + "/ckptd.toml"
+    let dirs = ([base.path + "/watch.d"] + extraDropinDirs).map { "\"\($0)\"" }.joined(separator: ", ")
     try """
     status_file = "\(base.path)/status.json"
-    dropin_dirs = ["\(base.path)/watch.d"]
-    workers = 1
+    dropin_dirs = [\(dirs)]
+    workers = \(workers)
     log_level = "error"
     """.write(toFile: configPath, atomically: false, encoding: .utf8)
     try """
@@ -79,53 +96,77 @@ final class DaemonFixture: @unchecked Sendable {
     self.converter = converter
     daemon = try Daemon(
       options: Daemon.Options(
-        configPath: configPath, converter: converter, notifier: notifier, structuralCheck: { _ in }, tick: 0.05,
-        handleSignals: false, stopTimeout: 5))
+        configPath: configPath, converter: converter, notifier: notifier, structuralCheck: { _ in },
+        handleSignals: false, stopTimeout: .seconds(5), clock: clock))
   }
 
   func start() {
     let daemon = self.daemon
-    task = Task { await daemon.run() }
+    task.withLock { $0 = Task { await daemon.run() } }
   }
 
   func stop() async {
     daemon.stop()
-    await task?.value
-    task = nil
+    await task.withLock { $0 }?.value
+  }
+
+  /// Waits for `condition`, handing the daemon its next deadline on the test clock whenever it is idle.
+  /// Returns false only if the daemon stopped first (a condition that never comes hits the suite's time limit).
+  @discardableResult
+  func until(_ condition: @Sendable (Daemon) async -> Bool) async -> Bool {
+    if await condition(daemon) { return true }
+    for await note in daemon.notes {
+      if await condition(daemon) { return true }
+      switch note {
+      case .idle(let wake?): await clock.advance(by: wake)
+      case .idle(nil): continue
+      case .stopped: return await condition(daemon)
+      }
+    }
+    return await condition(daemon)
+  }
+
+  /// Runs every deadline until the daemon has nothing left to do but wait for an input (no conversion
+  /// running either); returns how far the clock went.
+  @discardableResult
+  func settle() async -> Duration {
+    var advanced = Duration.zero
+    for await note in daemon.notes {
+      switch note {
+      case .idle(let wake?):
+        await clock.advance(by: wake)
+        advanced += wake
+      case .idle(nil):
+        if await daemon.conversions == 0 { return advanced }
+      case .stopped: return advanced
+      }
+    }
+    return advanced
   }
 
   /// Writes a finished checkpoint folder.
   @discardableResult
-  func checkpoint(_ name: String, marker: Bool = true) throws -> String {
-    let folder = root + "/" + name
+  func checkpoint(_ name: String, marker: Bool = true, in directory: String? = nil) throws -> String {
+    let folder = (directory ?? root) + "/" + name
     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     try "ok".write(toFile: folder + "/model.safetensors", atomically: false, encoding: .utf8)
     if marker { try "{}".write(toFile: folder + "/trainer_state.json", atomically: false, encoding: .utf8) }
     return folder
   }
 
-  func events(_ name: String) -> [ManifestEvent] {
-    ((try? Manifest(path: root + "/.ckptd-manifest.jsonl").read()) ?? []).filter { $0.checkpoint == name }.map(\.event)
+  func events(_ name: String, in directory: String? = nil) -> [ManifestEvent] {
+    let manifest = Manifest(path: (directory ?? root) + "/.ckptd-manifest.jsonl")
+    return ((try? manifest.read()) ?? []).filter { $0.checkpoint == name }.map(\.event)
   }
 
   deinit { base.cleanup() }
 }
 
-/// Polls `condition` every 20 ms for up to `timeout` seconds.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
-  let deadline = Date().addingTimeInterval(timeout)
-  while Date() < deadline {
-    if condition() { return true }
-    try? await Task.sleep(for: .milliseconds(20))
-  }
-  return condition()
-}
-
 /// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
-final class NotifyListener: @unchecked Sendable {
+final class NotifyListener: Sendable {
   let path: String
   let fd: Int32
-  private var received: [String] = []
+  private let received = Mutex([String]())
 
   init(directory: String) {
     path = directory + "/notify.sock"
@@ -143,15 +184,17 @@ final class NotifyListener: @unchecked Sendable {
     _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
   }
 
-  /// Every line received so far.
+  /// Every line received so far (the daemon sends synchronously, so what it sent before its last note is here).
   var lines: [String] {
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-      let count = recv(fd, &buffer, buffer.count, 0)
-      if count <= 0 { break }
-      received += String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").map(String.init)
+    received.withLock { received in
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        received += String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").map(String.init)
+      }
+      return received
     }
-    return received
   }
 
   deinit { close(fd) }

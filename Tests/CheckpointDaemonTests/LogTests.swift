@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import CheckpointDaemon
@@ -9,11 +10,10 @@ import Testing
 #endif
 
 /// Collects what a handler writes.
-final class LineSink: @unchecked Sendable {
-  private let lock = NSLock()
-  private var stored: [String] = []
-  var lines: [String] { lock.withLock { stored } }
-  func append(_ line: String) { lock.withLock { stored.append(line) } }
+final class LineSink: Sendable {
+  private let stored = Mutex<[String]>([])
+  var lines: [String] { stored.withLock { $0 } }
+  func append(_ line: String) { stored.withLock { $0.append(line) } }
 }
 
 @Suite struct LogTests {

@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CheckpointDaemon
@@ -29,10 +30,10 @@ import Testing
     let stale = fresh + "/" + OutputFile.temporaryPrefix + "pytorch_model.bin.dead"
     try "half".write(toFile: stale, atomically: false, encoding: .utf8)
     fixture.start()
-    #expect(await eventually { fixture.events("checkpoint-2") == [.converted] })
+    #expect(await fixture.until { _ in fixture.events("checkpoint-2") == [.converted] })
     #expect(!FileManager.default.fileExists(atPath: stale))
     #expect(fixture.events("checkpoint-1") == [.converted])
-    #expect(fixture.converter.calls.current == [fresh])
+    #expect(fixture.converter.calls.withLock { $0 } == [fresh])
     await fixture.stop()
   }
 

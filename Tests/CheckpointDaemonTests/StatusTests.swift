@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CheckpointDaemon
@@ -8,25 +9,28 @@ import Testing
   import Glibc
 #endif
 
-/// Reads and failures counted across threads.
-final class ReadCounts: @unchecked Sendable {
-  private let lock = NSLock()
-  private var storedReads = 0
-  private var storedFailures = 0
-  var reads: Int { lock.withLock { storedReads } }
-  var failures: Int { lock.withLock { storedFailures } }
+/// Reads and failures counted across threads, and the writer's "done".
+final class ReadCounts: Sendable {
+  private let counts = Mutex((reads: 0, failures: 0, done: false))
+  var reads: Int { counts.withLock { $0.reads } }
+  var failures: Int { counts.withLock { $0.failures } }
+  var done: Bool { counts.withLock { $0.done } }
+  func finish() { counts.withLock { $0.done = true } }
   func add(failed: Bool) {
-    lock.withLock {
-      storedReads += 1
-      if failed { storedFailures += 1 }
+    counts.withLock {
+      $0.reads += 1
+      if failed { $0.failures += 1 }
     }
   }
 }
 
 @Suite struct StatusTests {
-  static func sample(pid: Int32 = getpid(), updated: Date = Date(), directories: Int = 2) -> StatusSnapshot {
+  static func sample(
+    pid: Int32 = getpid(), updated: Date = Date(), directories: Int = 2, heartbeat: Double? = 10
+  ) -> StatusSnapshot {
     let start = updated.addingTimeInterval(-3725)
-    var snapshot = StatusSnapshot(pid: pid, version: "0.1.0", startedAt: start, updatedAt: updated, state: .running)
+    var snapshot = StatusSnapshot(
+      pid: pid, version: "0.1.0", startedAt: start, updatedAt: updated, state: .running, heartbeatSeconds: heartbeat)
     for index in 0..<directories {
       snapshot.directories.append(
         DirectoryStatus(
@@ -76,13 +80,13 @@ final class ReadCounts: @unchecked Sendable {
   @Test func readerNeverSeesPartialDocument() throws {
     let dir = CoreTempDir()
     let path = dir.sub("status.json")
-    let publisher = StatusPublisher(path: path, initial: Self.sample(directories: 200), minimumInterval: 0)
-    publisher.flush()
+    var publisher = StatusPublisher(path: path, initial: Self.sample(directories: 200), minimumInterval: .zero)
+    publisher.flush(now: .zero, wallTime: Date())
     let counts = ReadCounts()
     let finished = DispatchSemaphore(value: 0)
-    // A real thread, not a task: the poll loop must not starve the cooperative pool of other suites.
+    // A real thread, not a task: the read loop must not starve the cooperative pool of other suites.
     let reader = Thread {
-      while publisher.writes < 151 && counts.reads < 1_000_000 {
+      while !counts.done && counts.reads < 1_000_000 {
         do {
           _ = try StatusFile.read(path: path)
           counts.add(failed: false)
@@ -95,11 +99,12 @@ final class ReadCounts: @unchecked Sendable {
     reader.start()
     for round in 0..<150 {
       publisher.update { $0.inotify.rescans = round }
-      publisher.flush()
+      publisher.flush(now: .seconds(round), wallTime: Date())
     }
+    counts.finish()
     finished.wait()
     #expect(counts.failures == 0)
-    #expect(counts.reads > 10)
+    #expect(counts.reads > 0)
     #expect(try StatusFile.read(path: path).inotify.rescans == 149)
     // No temporaries left behind.
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["status.json"])
@@ -108,48 +113,82 @@ final class ReadCounts: @unchecked Sendable {
   @Test func updatesAreCoalescedToTheRateLimit() throws {
     let dir = CoreTempDir()
     let path = dir.sub("status.json")
-    let publisher = StatusPublisher(path: path, initial: Self.sample(), minimumInterval: 0.25)
-    let clock = ContinuousClock()
-    let start = clock.now
-    var last = 0
-    while clock.now - start < .milliseconds(600) {
-      last += 1
-      let value = last
-      publisher.update { $0.inotify.watches = value }
-      usleep(2000)
+    var publisher = StatusPublisher(path: path, initial: Self.sample(), minimumInterval: .milliseconds(250))
+    // 600 updates, one every millisecond of clock time: the first is written at once, then one per 0.25 s.
+    for step in 0..<600 {
+      let now = Duration.milliseconds(step)
+      publisher.update { $0.inotify.watches = step }
+      publisher.publish(now: now, wallTime: Date())
     }
-    let elapsed = clock.now - start
-    usleep(500_000)
-    // At 4 writes/s: the first at once, then at most one per 0.25 s, plus the trailing one.
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    let bound = Int(seconds / 0.25) + 2
-    #expect(publisher.writes >= 2)
-    #expect(publisher.writes <= bound, "\(publisher.writes) writes for \(last) updates in \(elapsed)")
-    #expect(last > 20)
-    // The last update is never lost.
-    #expect(try StatusFile.read(path: path).inotify.watches == last)
+    #expect(publisher.writes == 3)
+    #expect(publisher.isDirty)
+    #expect(publisher.nextWrite == .milliseconds(750))
+    // Not before its time; then the last update is written, never lost.
+    publisher.publish(now: .milliseconds(749), wallTime: Date())
+    #expect(publisher.writes == 3)
+    publisher.publish(now: .milliseconds(750), wallTime: Date())
+    #expect(publisher.writes == 4)
+    #expect(publisher.nextWrite == nil)
+    #expect(try StatusFile.read(path: path).inotify.watches == 599)
+    // An unchanged document is not written again.
+    publisher.update { $0.inotify.watches = 599 }
+    #expect(publisher.nextWrite == nil)
   }
 
   @Test func flushWritesAtOnceAndSetsUpdatedAt() throws {
     let dir = CoreTempDir()
     let path = dir.sub("nested/dir/status.json")
     let old = Date(timeIntervalSinceNow: -1000)
-    let publisher = StatusPublisher(path: path, initial: Self.sample(updated: old), minimumInterval: 10)
-    publisher.flush()
+    var publisher = StatusPublisher(
+      path: path, initial: Self.sample(updated: old), minimumInterval: .seconds(10))
+    let wall = Date(timeIntervalSince1970: 1_900_000_000)
+    publisher.flush(now: .zero, wallTime: wall)
     publisher.update { $0.state = .stopping }
-    publisher.flush()
+    publisher.flush(now: .seconds(1), wallTime: wall)
     let read = try StatusFile.read(path: path)
     #expect(read.state == .stopping)
-    #expect(abs(read.updatedAt.timeIntervalSinceNow) < 5)
+    #expect(read.updatedAt == wall)
     #expect(publisher.writes == 2)
     #expect(publisher.lastError == nil)
   }
 
-  @Test func publisherReportsWriteErrorsWithoutThrowing() {
-    let publisher = StatusPublisher(path: "/proc/ckptd-cannot/status.json", initial: Self.sample())
-    publisher.flush()
+  @Test func failedWriteIsShownInTheNextDocument() throws {
+    let dir = CoreTempDir()
+    let blocked = dir.sub("blocked")
+    try "not a folder".write(toFile: blocked, atomically: false, encoding: .utf8)
+    var publisher = StatusPublisher(path: blocked + "/status.json", initial: Self.sample())
+    let error = publisher.flush(now: .zero, wallTime: Date())
+    #expect(error != nil)
     #expect(publisher.lastError != nil)
     #expect(publisher.writes == 0)
+    #expect(publisher.snapshot.statusWriteError?.contains(blocked) == true)
+    // A failed write is retried after `retryInterval`, not at once (no spinning on a broken folder).
+    #expect(publisher.nextWrite == .seconds(5))
+    try FileManager.default.removeItem(atPath: blocked)
+    publisher.publish(now: .seconds(5), wallTime: Date())
+    #expect(publisher.writes == 1)
+    let written = try StatusFile.read(path: blocked + "/status.json")
+    #expect(written.statusWriteError?.contains("cannot create the status folder") == true)
+    #expect(publisher.snapshot.statusWriteError == nil)
+  }
+
+  /// The temporary's descriptor is closed once: a failed rename must not close a descriptor someone else
+  /// opened meanwhile (the kernel hands out the lowest free number, so the freed one comes back at once).
+  @Test func failedRenameClosesTheTemporaryOnce() throws {
+    let dir = CoreTempDir()
+    let path = dir.sub("status.json")
+    let other = Mutex<Int32>(-1)
+    let failing: @Sendable (String, String) -> Int32 = { _, _ in
+      other.withLock { $0 = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+      errno = EXDEV
+      return -1
+    }
+    #expect(throws: CheckpointError.self) { try StatusFile.write(Self.sample(), to: path, rename: failing) }
+    let fd = other.withLock { $0 }
+    #expect(fd >= 0)
+    #expect(fcntl(fd, F_GETFD) != -1, "the descriptor opened during the rename was closed by the status writer")
+    close(fd)
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
   }
 
   @Test func healthFlagsDeadPidAndStaleness() {
@@ -162,6 +201,10 @@ final class ReadCounts: @unchecked Sendable {
     #expect(StatusHealth.processIsAlive(getpid()))
     #expect(!StatusHealth.processIsAlive(Int32.max))
     #expect(!StatusHealth.processIsAlive(0))
+    // Without a watchdog an idle daemon does not rewrite the file: its age says nothing, the pid does.
+    let quiet = Self.sample(updated: now.addingTimeInterval(-3600), heartbeat: nil)
+    #expect(StatusHealth.problem(with: quiet, now: now) == nil)
+    #expect(StatusHealth.problem(with: Self.sample(pid: Int32.max, heartbeat: nil), now: now) != nil)
   }
 
   @Test func tableShowsWhatAPersonNeeds() {

@@ -42,12 +42,26 @@ import Testing
     #expect(tracker.evaluate(folder, now: start + 12) == .waiting("settling (9 s left)"))
   }
 
+  /// A folder first seen counts as changed when it was seen: its old mtimes do not skip the settle time.
+  @Test func trackingStartsTheSettleTime() throws {
+    let (dir, folder) = try makeCheckpoint(["model.safetensors": "weights", "trainer_state.json": "{}"])
+    defer { dir.cleanup() }
+    var tracker = CheckpointTracker(rules: CompletionRules(settleSeconds: 10), structuralCheck: Self.fakeCheck)
+    let seen = Date().timeIntervalSince1970 + 100
+    tracker.track(folder, now: seen)
+    #expect(tracker.evaluate(folder, now: seen + 4) == .waiting("settling (6 s left)"))
+    #expect(tracker.recheck(folder) == .after(6))
+    #expect(tracker.evaluate(folder, now: seen + 4) == .waiting("settling (6 s left)"))
+    #expect(tracker.evaluate(folder, now: seen + 10) == .ready)
+  }
+
   @Test func needsTwoScansWithTheSameSizes() throws {
     let (dir, folder) = try makeCheckpoint(["model.safetensors": "weights", "trainer_state.json": "{}"])
     defer { dir.cleanup() }
     var tracker = CheckpointTracker(rules: CompletionRules(settleSeconds: 0), structuralCheck: Self.fakeCheck)
     let now = Date().timeIntervalSince1970 + 100
     #expect(tracker.evaluate(folder, now: now) == .waiting("settling (checking that sizes are stable)"))
+    #expect(tracker.recheck(folder) == .stability)
     try "more weights".write(toFile: folder + "/model.safetensors", atomically: false, encoding: .utf8)
     #expect(tracker.evaluate(folder, now: now) == .waiting("settling (checking that sizes are stable)"))
     #expect(tracker.evaluate(folder, now: now) == .ready)

@@ -1,5 +1,7 @@
 import CheckpointFormats
 import Foundation
+import Synchronization
+import SystemPackage
 import Testing
 
 @testable import CheckpointDaemon
@@ -20,30 +22,19 @@ struct WatcherTempDir {
   func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// Collects watcher messages until one satisfies `predicate` or `timeout` passes.
+/// Collects watcher messages until one satisfies `predicate` (one that never comes hits the suite's time limit).
 func collect(
-  _ watcher: InotifyWatcher, timeout: Double = 5, until predicate: @escaping @Sendable (WatcherMessage) -> Bool
+  _ watcher: InotifyWatcher, until predicate: @escaping @Sendable (WatcherMessage) -> Bool
 ) async -> [WatcherMessage] {
-  await withTaskGroup(of: [WatcherMessage]?.self) { group in
-    group.addTask {
-      var seen: [WatcherMessage] = []
-      for await message in watcher.messages {
-        seen.append(message)
-        if predicate(message) { return seen }
-      }
-      return seen
-    }
-    group.addTask {
-      try? await Task.sleep(for: .seconds(timeout))
-      return nil
-    }
-    let first = await group.next() ?? nil
-    group.cancelAll()
-    return first ?? []
+  var seen: [WatcherMessage] = []
+  for await message in watcher.messages {
+    seen.append(message)
+    if predicate(message) { break }
   }
+  return seen
 }
 
-@Suite(.serialized) struct WatcherTests {
+@Suite(.serialized, .timeLimit(.minutes(1))) struct WatcherTests {
   @Test func seesCreateAndCloseWrite() async throws {
     let dir = try WatcherTempDir()
     defer { dir.cleanup() }
@@ -65,6 +56,29 @@ func collect(
     }
     #expect(events.contains { $0.has(WatchMask.create) && $0.name == "trainer_state.json" })
     #expect(events.contains { $0.has(WatchMask.closeWrite) && $0.path == dir.path + "/trainer_state.json" })
+  }
+
+  /// A failed start closes both ends of the wake-up pipe (once: the numbers may be reused by then).
+  @Test func failedStartClosesTheWakePipe() throws {
+    let seen = Mutex<[(fd: Int32, inode: UInt64)]>([])
+    #expect(throws: CheckpointError.self) {
+      _ = try InotifyEngine(
+        initialize: { false },
+        onPipe: { readEnd, writeEnd in
+          for fd in [readEnd.rawValue, writeEnd.rawValue] {
+            var info = stat()
+            _ = fstat(fd, &info)
+            seen.withLock { $0.append((fd, UInt64(info.st_ino))) }
+          }
+        })
+    }
+    let pipes = seen.withLock { $0 }
+    #expect(pipes.count == 2)
+    for (fd, inode) in pipes {
+      var info = stat()
+      // Closed, or reused for something else by another test: not our pipe any more.
+      #expect(fstat(fd, &info) != 0 || UInt64(info.st_ino) != inode)
+    }
   }
 
   @Test func descriptorIsCloseOnExec() throws {
@@ -107,8 +121,8 @@ func collect(
     defer { watcher.close() }
     try watcher.watch(dir.path, mask: WatchMask.checkpoint)
     let before = watcher.figures.overflows
+    // Returns once the inotify thread has stopped reading.
     watcher.pauseReading(seconds: 60)
-    try await Task.sleep(for: .milliseconds(100))
     // Each file gives IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE: well over the 16384 queued events.
     for index in 0..<7000 {
       let fd = open(dir.path + "/f\(index)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
@@ -118,7 +132,7 @@ func collect(
       }
     }
     watcher.resumeReading()
-    let seen = await collect(watcher, timeout: 20) { message in
+    let seen = await collect(watcher) { message in
       if case .rescan = message { true } else { false }
     }
     #expect(seen.contains(.rescan(reason: "inotify queue overflow")))

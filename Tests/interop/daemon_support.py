@@ -232,10 +232,15 @@ class Daemon:
         return None
 
     def status_fresh(self, within=10.0) -> bool:
-        """The status file belongs to this process and was replaced in the last `within` seconds."""
+        """The status file belongs to this process and is current: replaced in the last `within` seconds, or,
+        from a daemon without a watchdog (no `heartbeat_seconds`: an idle daemon does not rewrite an unchanged
+        document), saying it runs while the process is alive; `ckptd status` must agree (exit 0)."""
         status = self.status()
         if not status or status.get("pid") != self.pid:
             return False
+        if status.get("heartbeat_seconds") is None:
+            code, _, _ = run(["status", "--status-file", self.status_file])
+            return status.get("state") == "running" and self.alive() and code == 0
         return time.time() - self.status_file.stat().st_mtime < within
 
     def log_text(self) -> str:

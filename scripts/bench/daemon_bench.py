@@ -2,7 +2,12 @@
 (time to READY=1, RSS), idle CPU over a minute, inotify watches, and how soon a conversion starts after the
 ready marker closes.
 
-Environment: CKPTD (binary), BENCH_DIR, BENCH_DIRS (1000), BENCH_CHECKPOINTS (50), BENCH_IDLE_SECONDS (60).
+Idle wake-ups: voluntary context switches of every thread (/proc/PID/task/*/status) over the idle minute, without
+a watchdog (target: none) and with WATCHDOG_USEC set (BENCH_WATCHDOG_USEC, default 60 s as in the unit's
+WatchdogSec=60; target: at most one a second).
+
+Environment: CKPTD (binary), BENCH_DIR, BENCH_DIRS (1000), BENCH_CHECKPOINTS (50), BENCH_IDLE_SECONDS (60),
+BENCH_WATCHDOG_USEC (60000000).
 Writes BENCH_DIR/daemon-bench.md (bench.py appends it to BENCHMARKS.md) and prints the figures.
 """
 
@@ -24,6 +29,7 @@ DATA = os.environ.get("BENCH_DIR", os.path.join(REPO, "bench-data"))
 DIRS = int(os.environ.get("BENCH_DIRS", "1000"))
 CKPTS = int(os.environ.get("BENCH_CHECKPOINTS", "50"))
 IDLE = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+WATCHDOG_USEC = int(os.environ.get("BENCH_WATCHDOG_USEC", "60000000"))
 SETTLE = 1.0
 
 
@@ -83,6 +89,57 @@ def proc_status(pid: int, key: str) -> str:
     return "?"
 
 
+def voluntary_switches(pid: int) -> dict:
+    """voluntary_ctxt_switches of each live thread (tid -> count): each is a wake-up after a sleep."""
+    counts = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        counts[tid] = int(line.split(":", 1)[1])
+        except (OSError, ValueError):
+            pass
+    return counts
+
+
+def wakeups_between(before: dict, after: dict) -> int:
+    """Wake-ups of the threads alive at the end since `before` (a thread started meanwhile counts whole)."""
+    return sum(count - before.get(tid, 0) for tid, count in after.items())
+
+
+def start_daemon(config: str, sock_path: str, extra_env=None):
+    """Starts `ckptd run`; returns (process, socket, seconds to READY=1)."""
+    if os.path.exists(sock_path):
+        os.unlink(sock_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(120)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, **(extra_env or {}))
+    t0 = time.monotonic()
+    proc = subprocess.Popen([CKPTD, "run", "--config", config], env=env, stderr=subprocess.DEVNULL)
+    while True:
+        msg = sock.recv(4096).decode()
+        if "READY=1" in msg.split("\n"):
+            break
+    return proc, sock, time.monotonic() - t0
+
+
+def idle_wakeups(config: str, sock_path: str, extra_env) -> int:
+    """Voluntary context switches of an idle daemon over IDLE seconds (after 2 s to settle)."""
+    proc, sock, _ = start_daemon(config, sock_path, extra_env)
+    try:
+        sock.settimeout(0)
+        time.sleep(10)  # start-up's helper threads have exited by then
+        s0 = voluntary_switches(proc.pid)
+        time.sleep(IDLE)
+        return wakeups_between(s0, voluntary_switches(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        sock.close()
+
+
 def inotify_watches(pid: int) -> int:
     total = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -118,10 +175,12 @@ def main():
         ready = time.monotonic() - t0
         rss_ready = proc_status(proc.pid, "VmHWM")
         watches = inotify_watches(proc.pid)
-        time.sleep(2)
+        time.sleep(10)  # start-up's helper threads have exited by then
         c0 = proc_cpu_seconds(proc.pid)
+        s0 = voluntary_switches(proc.pid)
         time.sleep(IDLE)
         idle_cpu = proc_cpu_seconds(proc.pid) - c0
+        idle_switches = wakeups_between(s0, voluntary_switches(proc.pid))
         # Conversion latency: a new checkpoint in one watched directory.
         out = os.path.join(root, "runs", "run-0000")
         ck = os.path.join(out, "checkpoint-99999")
@@ -147,6 +206,8 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        sock.close()
+    watchdog_switches = idle_wakeups(config, sock_path, {"WATCHDOG_USEC": str(WATCHDOG_USEC)})
     lines = [
         "## Daemon",
         "",
@@ -162,6 +223,10 @@ def main():
         f"| inotify watches with one checkpoint being written | {watches_busy} | roots + 1 |",
         f"| CPU time while idle for {IDLE:g} s | {idle_cpu:.3f} s ({100 * idle_cpu / IDLE:.2f} %) | near zero |",
         f"| conversion start after the ready marker closed | {latency:.2f} s | <= settle {SETTLE:g} s + 0.5 s |",
+        f"| idle wake-ups over {IDLE:g} s, no watchdog (voluntary context switches, all threads) "
+        f"| {idle_switches} | 0 |",
+        f"| idle wake-ups over {IDLE:g} s, WATCHDOG_USEC={WATCHDOG_USEC} | {watchdog_switches} "
+        f"({watchdog_switches / IDLE:.2f}/s) | <= 1/s |",
     ]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(DATA, "daemon-bench.md"), "w") as f:

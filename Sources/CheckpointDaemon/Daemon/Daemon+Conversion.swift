@@ -1,91 +1,199 @@
 import CheckpointFormats
 import Foundation
 import Logging
+import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
+/// When a tracked folder is evaluated next.
+struct Due: Sendable, Equatable {
+  var root: String
+  var at: Duration
+}
+
+/// A directory's device and inode.
+struct FileIdentity: Sendable, Equatable {
+  var device: UInt64
+  var inode: UInt64
+
+  init?(path: String) {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    device = UInt64(info.st_dev)
+    inode = UInt64(info.st_ino)
+  }
+
+  /// The identity of an open directory; nil when it was removed (no links left).
+  init?(_ handle: FileDescriptor) {
+    var info = stat()
+    guard fstat(handle.rawValue, &info) == 0, info.st_nlink > 0 else { return nil }
+    device = UInt64(info.st_dev)
+    inode = UInt64(info.st_ino)
+  }
+}
+
+/// Lets through about one progress report per percent (and the last): the engine reports every chunk.
+final class ProgressGate: Sendable {
+  private let last = Atomic<Int64>(-1)
+
+  func passes(done: Int64, total: Int64) -> Bool {
+    let previous = last.load(ordering: .relaxed)
+    guard previous < 0 || done >= total || done - previous >= max(total / 100, 1) else { return false }
+    last.store(done, ordering: .relaxed)
+    return true
+  }
+}
+
 extension Daemon {
-  /// Re-evaluates every tracked folder; queues the ready ones.
-  func evaluatePending() {
-    let now = Date().timeIntervalSince1970
-    for root in roots.values where root.present {
-      for folder in root.tracker.folders {
-        let name = (folder as NSString).lastPathComponent
-        if root.converting.contains(name) { continue }
-        switch root.tracker.evaluate(folder, now: now) {
-        case .gone:
-          folderGone(root, name: name)
-        case .waiting(let reason):
-          root.pending[name] = reason
-        case .ready:
-          let fingerprint = FolderSnapshot.take(folder)?.weightFingerprint ?? ""
-          if let hold = root.retries.hold(folder, fingerprint: fingerprint, now: now) {
-            root.pending[name] = hold
-          } else {
-            startConversion(root, name: name)
-          }
+  /// Evaluates every tracked folder whose time has come; queues the ready ones.
+  func evaluateDue() {
+    let now = clock.now()
+    let due = folderDue.filter { $0.value.at <= now }.sorted { $0.key < $1.key }
+    for (folder, entry) in due {
+      folderDue[folder] = nil
+      guard let root = roots[entry.root], root.present, root.tracker.isTracking(folder) else { continue }
+      evaluate(root, folder: folder, now: now)
+    }
+  }
+
+  private func evaluate(_ root: WatchedRoot, folder: String, now: Duration) {
+    let name = (folder as NSString).lastPathComponent
+    if root.converting.contains(name) { return }
+    switch root.tracker.evaluate(folder, now: clock.wallSeconds) {
+    case .gone:
+      folderGone(root, name: name)
+    case .waiting(let reason):
+      root.pending[name] = reason
+      switch root.tracker.recheck(folder) {
+      case .onChange: break
+      case .after(let seconds): folderDue[folder] = Due(root: root.path, at: now + .seconds(seconds))
+      case .stability: folderDue[folder] = Due(root: root.path, at: now + options.stabilityDelay)
+      }
+    case .ready:
+      let fingerprint = FolderSnapshot.take(folder)?.weightFingerprint ?? ""
+      if let hold = root.retries.hold(folder, fingerprint: fingerprint, now: clock.seconds) {
+        root.pending[name] = hold
+        if let entry = root.retries.entry(for: folder), entry.retryable {
+          let left = max(entry.notBefore - clock.seconds, 0)
+          folderDue[folder] = Due(root: root.path, at: now + .seconds(left))
         }
+      } else {
+        enqueue(root, name: name)
       }
     }
   }
 
-  private func startConversion(_ root: WatchedRoot, name: String) {
+  private func enqueue(_ root: WatchedRoot, name: String) {
     let folder = root.folder(name)
-    let watch = root.config
-    let converter = options.converter
-    let publisher = self.publisher
-    let logger = self.logger
-    let rootPath = root.path
+    guard running[folder] == nil, !queued.contains(where: { $0.folder == folder }) else { return }
     root.converting.insert(name)
     root.pending[name] = "queued"
-    let accepted = queue.enqueue(folder) { [self] token in
-      let start = Date()
-      publisher.update {
-        $0.active.removeAll { $0.directory == rootPath && $0.checkpoint == name }
-        $0.active.append(ActiveConversion(directory: rootPath, checkpoint: name, startedAt: start))
-      }
-      logger.info("converting \(folder) to \(watch.format.rawValue)")
-      let result = Result {
-        try converter.convert(
-          folder: folder, watch: watch, isCancelled: { token.isCancelled },
-          progress: { done, total in
-            publisher.update { status in
-              if let index = status.active.firstIndex(where: {
-                $0.directory == rootPath && $0.checkpoint == name
-              }) {
-                status.active[index].bytesDone = done
-                status.active[index].bytesTotal = total
-              }
-            }
-          })
-      }
-      let end = Date()
-      publisher.update { $0.active.removeAll { $0.directory == rootPath && $0.checkpoint == name } }
-      let event = record(
-        result, watch: watch, folder: folder, name: name, start: start, end: end, token: token)
-      loop.async { [self] in finish(rootPath: rootPath, name: name, result: result, event: event) }
-    }
-    if !accepted { root.converting.remove(name) }
+    queued.append(Job(rootPath: root.path, name: name, folder: folder, watch: root.config))
   }
 
-  /// Writes the manifest line(s) on the worker thread, so that a stop right after cannot lose them.
-  /// Returns the event recorded, nil when the conversion was cancelled (redone on the next start).
-  private func record(
-    _ result: Result<ConversionOutcome, any Error>, watch: WatchConfig, folder: String,
-    name: String, start: Date,
-    end: Date, token: CancelToken
-  ) -> ManifestEvent? {
-    let manifest = Manifest(path: watch.manifestPath)
+  /// Starts queued conversions while fewer than `workers` run, each on its own thread.
+  func startQueued() {
+    while !stopping && running.count < max(1, config.workers) && !queued.isEmpty {
+      var job = queued.removeFirst()
+      job.start = clock.wallTime()
+      job.rootHandle = try? DaemonFile.open(job.rootPath, .readOnly, options: .directory, what: "cannot open")
+      running[job.folder] = job
+      roots[job.rootPath]?.pending[job.name] = nil
+      publisher.update {
+        $0.active.removeAll { $0.directory == job.rootPath && $0.checkpoint == job.name }
+        $0.active.append(ActiveConversion(directory: job.rootPath, checkpoint: job.name, startedAt: job.start))
+      }
+      logger.info("converting \(job.folder) to \(job.watch.format.rawValue)")
+      let converter = options.converter
+      let sink = input
+      let wallTime = options.wallTime
+      let (folder, watch, token) = (job.folder, job.watch, job.token)
+      let gate = ProgressGate()
+      let thread = Thread {
+        let result = Result {
+          try converter.convert(
+            folder: folder, watch: watch, isCancelled: { token.isCancelled },
+            progress: { done, total in
+              if gate.passes(done: done, total: total) {
+                sink.yield(.progress(folder: folder, done: done, total: total))
+              }
+            })
+        }
+        sink.yield(.finished(folder: folder, result: result, end: wallTime()))
+      }
+      thread.name = "ckptd-convert"
+      thread.start()
+    }
+  }
+
+  /// Drops the queued and cancels the running conversions of `root` (it is no longer watched).
+  func cancelConversions(of rootPath: String) {
+    queued.removeAll { $0.rootPath == rootPath }
+    for job in running.values where job.rootPath == rootPath { job.token.cancel() }
+  }
+
+  /// A conversion came back: record it in the manifest (only here: one writer per manifest) and update the state.
+  func finish(_ job: Job, result: Result<ConversionOutcome, any Error>, end: Date) {
+    publisher.update { $0.active.removeAll { $0.directory == job.rootPath && $0.checkpoint == job.name } }
+    let root = roots[job.rootPath]
+    root?.converting.remove(job.name)
+    root?.pending[job.name] = nil
+    if case .failure(let error) = result,
+      job.token.isCancelled || (error as? CheckpointError)?.code == .cancelled
+    {
+      Reconcile.removeStaleTemporaries(in: job.folder)
+      logger.info("abandoned \(job.folder); it is converted again on the next start")
+      return
+    }
+    // A root removed (and maybe re-created) meanwhile: its old manifest went with it, and the new one must
+    // not get a record about a folder it never had.
+    let sameRoot = job.rootHandle.flatMap { FileIdentity($0) }.map { $0 == FileIdentity(path: job.rootPath) } ?? false
+    try? job.rootHandle?.close()
+    let records = manifestRecords(job, result: result, end: end)
+    guard let root, sameRoot else {
+      logger.notice("\(job.rootPath) was removed during the conversion of \(job.name); nothing recorded")
+      if let root { folderGone(root, name: job.name) }
+      return
+    }
+    for line in records.lines {
+      do {
+        try root.manifest.append(line)
+        root.counts[line.event.rawValue, default: 0] += 1
+      } catch {
+        let text = (error as? CheckpointError)?.description ?? "\(error)"
+        logger.error("cannot append to the manifest: \(text)")
+        root.manifestError = "cannot record \(line.event.rawValue) \(job.name): \(text)"
+      }
+    }
+    switch result {
+    case .success:
+      root.done.insert(job.name)
+      root.retries.clear(job.folder)
+      stopTracking(root, folder: job.folder)
+      root.lastError = nil
+    case .failure where records.vanished:
+      folderGone(root, name: job.name)
+    case .failure(let error):
+      let fingerprint = FolderSnapshot.take(job.folder)?.weightFingerprint ?? ""
+      root.retries.recordFailure(job.folder, fingerprint: fingerprint, error: error, now: clock.seconds)
+      root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
+      // Re-evaluated now: the retry book says until when it waits.
+      folderDue[job.folder] = Due(root: root.path, at: clock.now())
+    }
+  }
+
+  /// The manifest line(s) for a finished conversion, and whether the folder vanished.
+  private func manifestRecords(
+    _ job: Job, result: Result<ConversionOutcome, any Error>, end: Date
+  ) -> (lines: [ManifestRecord], vanished: Bool) {
     func base(_ event: ManifestEvent) -> ManifestRecord {
       ManifestRecord(
-        checkpoint: name, event: event, format: watch.format.rawValue, dtype: watch.dtype.rawValue,
-        start: start,
-        end: end)
+        checkpoint: job.name, event: event, format: job.watch.format.rawValue, dtype: job.watch.dtype.rawValue,
+        start: job.start, end: end)
     }
-    var records: [ManifestRecord] = []
-    var event: ManifestEvent?
     switch result {
     case .success(let outcome):
       var line = base(outcome.skippedReason == nil ? .converted : .skipped)
@@ -94,88 +202,38 @@ extension Daemon {
       line.tensors = outcome.tensors
       line.verified = outcome.verified
       line.note = outcome.skippedReason
-      records.append(line)
+      var lines = [line]
       if outcome.removedSource {
         var removed = base(.removedSource)
         removed.sources = outcome.sources
         removed.outputs = outcome.outputs
-        records.append(removed)
+        lines.append(removed)
       }
-      event = line.event
       logger.info(
-        "\(line.event.rawValue) \(folder): \(outcome.outputs.map(\.name)) in \(Int(end.timeIntervalSince(start) * 1000)) ms"
+        "\(line.event.rawValue) \(job.folder): \(outcome.outputs.map(\.name)) in \(Int(end.timeIntervalSince(job.start) * 1000)) ms"
       )
+      return (lines, false)
     case .failure(let error):
-      if token.isCancelled || (error as? CheckpointError)?.code.name == "cancelled" {
-        Reconcile.removeStaleTemporaries(in: folder)
-        logger.info("abandoned \(folder); it is converted again on the next start")
-        return nil
-      }
       let text = (error as? CheckpointError)?.description ?? "\(error)"
-      if Self.isVanished(error, folder: folder) {
-        Reconcile.removeStaleTemporaries(in: folder)
+      if Self.isVanished(error, folder: job.folder) {
+        Reconcile.removeStaleTemporaries(in: job.folder)
         var line = base(.vanished)
         line.error = text
-        records.append(line)
-        event = .vanished
-        logger.notice("\(folder) vanished during its conversion (rotation?): \(text)")
-      } else {
-        var line = base(.failed)
-        line.error = text
-        line.retryable = RetryBook.isRetryable(error)
-        records.append(line)
-        event = .failed
-        logger.error("conversion failed: \(text)")
+        logger.notice("\(job.folder) vanished during its conversion (rotation?): \(text)")
+        return ([line], true)
       }
+      var line = base(.failed)
+      line.error = text
+      line.retryable = RetryBook.isRetryable(error)
+      logger.error("conversion failed: \(text)")
+      return ([line], false)
     }
-    // A vanished folder's directory may be gone with it: its manifest is in the root, which stays.
-    for line in records {
-      do {
-        try manifest.append(line)
-      } catch {
-        logger.error("cannot append to \(manifest.path): \(error)")
-      }
-    }
-    return event
   }
 
-  /// Back on the loop: updates the in-memory state after a conversion.
-  private func finish(
-    rootPath: String, name: String, result: Result<ConversionOutcome, any Error>,
-    event: ManifestEvent?
-  ) {
-    guard let root = roots[rootPath] else { return }
-    root.converting.remove(name)
-    root.pending[name] = nil
-    let folder = root.folder(name)
-    if let event { root.counts[event.rawValue, default: 0] += 1 }
-    if event == .removedSource || (try? result.get())?.removedSource == true {
-      root.counts[ManifestEvent.removedSource.rawValue, default: 0] += 1
-    }
-    switch (result, event) {
-    case (.success, _):
-      root.done.insert(name)
-      root.retries.clear(folder)
-      stopTracking(root, folder: folder)
-      root.lastError = nil
-    case (.failure, .some(.vanished)):
-      folderGone(root, name: name)
-    case (.failure(let error), .some):
-      let fingerprint = FolderSnapshot.take(folder)?.weightFingerprint ?? ""
-      root.retries.recordFailure(
-        folder, fingerprint: fingerprint, error: error, now: Date().timeIntervalSince1970)
-      root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
-    case (.failure, .none):
-      break
-    }
-    publishStatus()
-  }
-
+  /// The conversion failed because its folder went away (a `.vanished` error, or whatever error when the
+  /// folder is gone now).
   static func isVanished(_ error: any Error, folder: String) -> Bool {
-    if let error = error as? CheckpointError {
-      if error.code == .vanished { return true }
-      if error.errno == ENOENT && !isDirectory(folder) { return true }
-    }
+    if let error = error as? CheckpointError, error.code == .vanished { return true }
     return !isDirectory(folder)
   }
 }

@@ -9,7 +9,6 @@ import Logging
 extension Daemon {
   /// One message from the watcher.
   func handle(_ message: WatcherMessage) {
-    guard !stopping else { return }
     switch message {
     case .rescan(let reason):
       rescanAll(reason: reason)
@@ -27,7 +26,6 @@ extension Daemon {
   }
 
   private func route(_ event: InotifyEvent, to owner: WatchOwner) {
-    let now = Date().timeIntervalSince1970
     switch owner {
     case .root(let path):
       guard let root = roots[path] else { return }
@@ -43,11 +41,30 @@ extension Daemon {
       {
         folderGone(root, name: (folder as NSString).lastPathComponent)
       } else {
-        root.tracker.noteChange(in: folder, now: now)
+        noteChange(root, folder: folder)
       }
     case .dropins:
+      if event.name.isEmpty && event.has(WatchMask.deleteSelf | WatchMask.moveSelf | WatchMask.ignored) {
+        // The drop-in directory itself went away: watch its parent for it to come back.
+        watchDropinDirectories()
+      }
       scheduleReload()
+    case .dropinParent(let dir):
+      // Something appeared or vanished on the way to a missing drop-in directory.
+      watchDropinDirectories()
+      if Self.isDirectory(dir) {
+        logger.info("drop-in directory appeared: \(dir)")
+        scheduleReload()
+      }
     }
+  }
+
+  /// Something changed in a tracked folder: it is evaluated once it has been quiet for the settle time (or the
+  /// stability delay), so a burst of writes costs one scan, not one per event.
+  func noteChange(_ root: WatchedRoot, folder: String) {
+    root.tracker.noteChange(in: folder, now: clock.wallSeconds)
+    let quiet = max(Duration.seconds(root.config.settleSeconds), options.stabilityDelay)
+    folderDue[folder] = Due(root: root.path, at: clock.now() + quiet)
   }
 
   private func rootEvent(_ root: WatchedRoot, _ event: InotifyEvent) {
@@ -58,11 +75,14 @@ extension Daemon {
     guard root.tracker.rules.matches(event.name) else { return }
     if event.has(WatchMask.create | WatchMask.movedTo) && event.isDirectory {
       root.done.remove(event.name)
-      consider(
-        root, name: event.name, manifest: root.latestRecords(), now: Date().timeIntervalSince1970)
-      root.tracker.noteChange(in: root.folder(event.name), now: Date().timeIntervalSince1970)
+      consider(root, name: event.name, manifest: root.latestRecords())
+      if root.tracker.isTracking(root.folder(event.name)) { noteChange(root, folder: root.folder(event.name)) }
     } else if event.has(WatchMask.delete | WatchMask.movedFrom) {
       folderGone(root, name: event.name)
+    } else if event.has(WatchMask.attrib) && event.isDirectory {
+      // Its permissions changed: an unreadable folder may be readable (and watchable) now.
+      consider(root, name: event.name, manifest: root.latestRecords())
+      if root.tracker.isTracking(root.folder(event.name)) { noteChange(root, folder: root.folder(event.name)) }
     }
   }
 
@@ -101,7 +121,8 @@ extension Daemon {
         try registry.acquire(
           parent, mask: WatchMask.root, owner: .parent(root: root.path), watcher: watcher)
       } catch {
-        // Polled from the tick instead.
+        root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
+        logger.error("cannot watch \(parent) for \(root.path) to appear: \(root.lastError ?? "")")
       }
     }
   }
@@ -115,7 +136,7 @@ extension Daemon {
     }
   }
 
-  private func nearestParent(of path: String) -> String {
+  func nearestParent(of path: String) -> String {
     var parent = (path as NSString).deletingLastPathComponent
     while !parent.isEmpty && parent != "/" && !Self.isDirectory(parent) {
       parent = (parent as NSString).deletingLastPathComponent
@@ -131,7 +152,10 @@ extension Daemon {
     registry.release(.root(root.path), watcher: watcher)
     registry.release(
       where: { if case .folder(root.path, _) = $0 { true } else { false } }, watcher: watcher)
-    for folder in root.tracker.folders { root.tracker.forget(folder) }
+    for folder in root.tracker.folders {
+      root.tracker.forget(folder)
+      folderDue[folder] = nil
+    }
     root.pending = [:]
     root.done = []
     establish(root, reconcile: false)
@@ -151,16 +175,13 @@ extension Daemon {
         establishIfAppeared(root, force: true)
       }
     }
-    evaluatePending()
-    publishStatus()
   }
 
   /// Lists the root and tracks every checkpoint folder that is not done yet.
   func scan(_ root: WatchedRoot) {
-    let now = Date().timeIntervalSince1970
     let latest = root.latestRecords()
     let names = Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
-    for name in names { consider(root, name: name, manifest: latest, now: now) }
+    for name in names { consider(root, name: name, manifest: latest) }
     let present = Set(names)
     for folder in root.tracker.folders
     where !present.contains((folder as NSString).lastPathComponent) {
@@ -170,7 +191,7 @@ extension Daemon {
   }
 
   /// Decides what to do with one checkpoint folder: done per manifest, or watched (first) and tracked.
-  func consider(_ root: WatchedRoot, name: String, manifest: [String: ManifestRecord], now: Double) {
+  func consider(_ root: WatchedRoot, name: String, manifest: [String: ManifestRecord]) {
     guard !root.converting.contains(name) else { return }
     let folder = root.folder(name)
     if Reconcile.isDone(manifest[name], folder: folder) {
@@ -184,23 +205,25 @@ extension Daemon {
         folder, mask: WatchMask.checkpoint, owner: .folder(root: root.path, folder: folder),
         watcher: watcher)
     } catch {
-      // Gone already, or the watch limit: the tick's re-evaluation still sees it.
+      // Gone already (its evaluation says so), or the watch limit (a rescan or its settle time re-evaluates it).
       logger.debug("cannot watch \(folder): \(error)")
     }
     if !root.tracker.isTracking(folder) {
-      root.tracker.track(folder, now: now)
+      root.tracker.track(folder, now: clock.wallSeconds)
+      folderDue[folder] = Due(root: root.path, at: clock.now())
       if let record = manifest[name], let snapshot = FolderSnapshot.take(folder),
         Reconcile.failureStillApplies(record, snapshot: snapshot)
       {
         let error = CheckpointError(.invalidFormat, path: folder, record.error ?? "failed before")
         root.retries.recordFailure(
-          folder, fingerprint: snapshot.weightFingerprint, error: error, now: now)
+          folder, fingerprint: snapshot.weightFingerprint, error: error, now: clock.seconds)
       }
     }
   }
 
   func stopTracking(_ root: WatchedRoot, folder: String) {
     root.tracker.forget(folder)
+    folderDue[folder] = nil
     root.pending[(folder as NSString).lastPathComponent] = nil
     registry.release(.folder(root: root.path, folder: folder), watcher: watcher)
   }

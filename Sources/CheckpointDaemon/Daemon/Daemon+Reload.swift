@@ -3,27 +3,28 @@ import Foundation
 import Logging
 
 extension Daemon {
-  /// Watches every existing drop-in directory: a file added, changed or removed there reloads.
+  /// Watches every existing drop-in directory (a file added, changed or removed there reloads), and the
+  /// nearest existing parent of each missing one (it reloads when it appears).
   func watchDropinDirectories() {
     registry.release(.dropins, watcher: watcher)
-    for dir in config.dropinDirs where Self.isDirectory(dir) {
+    registry.release(where: { if case .dropinParent = $0 { true } else { false } }, watcher: watcher)
+    for dir in config.dropinDirs {
+      let (path, owner, mask) =
+        Self.isDirectory(dir)
+        ? (dir, WatchOwner.dropins, WatchMask.root | WatchMask.closeWrite)
+        : (nearestParent(of: dir), WatchOwner.dropinParent(dir), WatchMask.root)
       do {
-        try registry.acquire(
-          dir, mask: WatchMask.root | WatchMask.closeWrite, owner: .dropins, watcher: watcher)
+        try registry.acquire(path, mask: mask, owner: owner, watcher: watcher)
       } catch {
-        logger.warning("cannot watch drop-in directory \(dir): \(error)")
+        logger.warning("cannot watch \(path) for drop-in directory \(dir): \(error)")
       }
     }
   }
 
-  /// Reloads shortly after a burst of drop-in changes.
+  /// Reloads once a burst of drop-in changes is over (`reloadDelay` on the clock).
   func scheduleReload() {
-    guard !reloadScheduled else { return }
-    reloadScheduled = true
-    loop.asyncAfter(deadline: .now() + 0.3) { [self] in
-      reloadScheduled = false
-      reloadNow(reason: "drop-in directory changed")
-    }
+    guard reloadAt == nil else { return }
+    reloadAt = clock.now() + options.reloadDelay
   }
 
   /// Reloads the configuration: RELOADING=1, apply, READY=1. A broken main file keeps the old settings.
@@ -43,7 +44,7 @@ extension Daemon {
     }
     publisher.update { $0.state = .running }
     publishStatus()
-    publisher.flush()
+    flushStatus()
     _ = options.notifier.ready(status: summaryLine())
   }
 
@@ -53,7 +54,6 @@ extension Daemon {
     let oldDropins = config.dropinDirs
     config = fresh
     for problem in fresh.problems { logger.error("drop-in skipped: \(problem.description)") }
-    queue.setWorkers(fresh.workers)
     var wanted: [String: WatchConfig] = [:]
     for watch in fresh.watches where wanted[watch.path] == nil { wanted[watch.path] = watch }
     for (path, root) in roots where wanted[path] == nil {
@@ -62,11 +62,12 @@ extension Daemon {
         where: { owner in
           switch owner {
           case .root(let p), .parent(let p), .folder(let p, _): p == path
-          case .dropins: false
+          case .dropins, .dropinParent: false
           }
         }, watcher: watcher)
       // Its conversions are abandoned (temporaries removed), as on SIGTERM.
-      for name in root.converting { queue.cancel(root.folder(name)) }
+      cancelConversions(of: path)
+      for folder in root.tracker.folders { folderDue[folder] = nil }
       roots[path] = nil
     }
     for (path, watch) in wanted {
@@ -79,7 +80,9 @@ extension Daemon {
       }
     }
     if oldDropins != fresh.dropinDirs
-      || registry.owners.values.allSatisfy({ !$0.contains(.dropins) })
+      || registry.owners.values.allSatisfy({ set in
+        !set.contains { if case .dropins = $0 { true } else if case .dropinParent = $0 { true } else { false } }
+      })
     {
       watchDropinDirectories()
     }

@@ -3,18 +3,32 @@ import Foundation
 import Logging
 
 extension Daemon {
-  /// Copies the loop's state into the status document (the publisher rate-limits the writes).
+  /// Copies the actor's state into the status document and writes it, when the rate limit allows; until
+  /// then the copy waits (`statusStale`), so a burst of inputs costs one copy per write, not one per input.
   func publishStatus() {
+    statusStale = true
+    guard publisher.earliestWrite <= clock.now() else { return }
+    refreshStatus()
+    report(publisher.publish(now: clock.now(), wallTime: clock.wallTime()))
+  }
+
+  /// Writes the status file now (start-up, reload, stop).
+  func flushStatus() {
+    refreshStatus()
+    report(publisher.flush(now: clock.now(), wallTime: clock.wallTime()))
+  }
+
+  /// Copies the actor's state into the status document.
+  func refreshStatus() {
+    statusStale = false
     let figures = watcher.figures
-    let queuedIds = Set(queue.queued)
+    let queuedFolders = Set(queued.map(\.folder))
     let directories = roots.values.sorted { $0.path < $1.path }.map { root -> DirectoryStatus in
       var pending = root.pending
-      for name in root.converting where queuedIds.contains(root.folder(name)) {
-        pending[name] = "queued"
+      for name in root.converting {
+        pending[name] = queuedFolders.contains(root.folder(name)) ? "queued" : nil
       }
-      for name in root.converting where !queuedIds.contains(root.folder(name)) {
-        pending[name] = nil
-      }
+      let errors = [root.lastError, root.manifestError].compactMap { $0 }
       return DirectoryStatus(
         path: root.path, format: root.config.format.rawValue, dtype: root.config.dtype.rawValue,
         state: root.present ? .watching : (root.lastError == nil ? .missing : .error),
@@ -22,19 +36,11 @@ extension Daemon {
         pending: pending.keys.sorted().map {
           PendingCheckpoint(name: $0, reason: pending[$0] ?? "")
         },
-        lastError: root.lastError)
+        lastError: errors.isEmpty ? nil : errors.joined(separator: "; "))
     }
     let inotify = InotifyStatus(
       watches: registry.count, overflows: figures.overflows, rescans: rescans)
     let problems = config.problems + (reloadError.map { [$0] } ?? [])
-    let now = Date().timeIntervalSince1970
-    let current = publisher.snapshot
-    if current.directories == directories && current.inotify == inotify && current.problems == problems
-      && now - lastStatusPublish < Self.statusHeartbeat
-    {
-      return
-    }
-    lastStatusPublish = now
     publisher.update { status in
       status.directories = directories
       status.inotify = inotify
@@ -42,9 +48,10 @@ extension Daemon {
     }
   }
 
-  /// Seconds after which an unchanged status is written again, to keep `updated_at` fresh (`ckptd status`
-  /// calls a file older than `StatusHealth.defaultStaleAfter` stale).
-  static let statusHeartbeat: Double = 5
+  private func report(_ error: CheckpointError?) {
+    guard let error else { return }
+    logger.error("cannot write the status file: \(error.description)")
+  }
 
   /// The one-line summary for `STATUS=` and the log.
   func summaryLine() -> String {
@@ -55,7 +62,7 @@ extension Daemon {
     }
     let failed = roots.values.reduce(0) { $0 + ($1.counts[ManifestEvent.failed.rawValue] ?? 0) }
     var line =
-      "watching \(present)/\(roots.count) dirs, \(queue.active.count) converting, \(pending) pending"
+      "watching \(present)/\(roots.count) dirs, \(running.count) converting, \(pending) pending"
     line += ", \(converted) converted, \(failed) failed"
     if !config.problems.isEmpty { line += ", \(config.problems.count) bad drop-in(s)" }
     return line

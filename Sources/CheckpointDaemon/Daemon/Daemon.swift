@@ -1,6 +1,8 @@
 import CheckpointFormats
+import Dispatch
 import Foundation
 import Logging
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -9,9 +11,11 @@ import Logging
 /// The running daemon: watches every configured output directory, converts finished checkpoints, keeps the
 /// manifests and the status file, and speaks to systemd.
 ///
-/// All state lives on one serial queue (the event loop). Inotify messages, the tick timer, signals and
-/// finished conversions are all funnelled onto it; conversions themselves run on the queue's worker threads.
-public final class Daemon: @unchecked Sendable {
+/// One actor owns all of the daemon's state. Every input (inotify events copied out of the inotify thread,
+/// the next deadline on the injected clock, signals, reloads, finished conversions) arrives as one
+/// `DaemonEvent` stream that `run()` handles in order. Conversions run on their own threads (blocking file
+/// I/O stays off the cooperative pool) and report back as events; the manifest is appended only here.
+public actor Daemon {
   /// How to run.
   public struct Options: Sendable {
     /// The main config file.
@@ -22,67 +26,106 @@ public final class Daemon: @unchecked Sendable {
     public var notifier: SystemdNotifier
     /// Overrides the tracker's structural check (tests).
     public var structuralCheck: (@Sendable (String) throws -> Void)?
-    /// Seconds between re-evaluations of pending checkpoints and missing directories.
-    public var tick: Double
     /// Install SIGTERM/SIGINT/SIGHUP handlers (off in tests that run several daemons).
     public var handleSignals: Bool
-    /// Seconds a stop waits for the running conversions to abandon their temporaries.
-    public var stopTimeout: Double
+    /// How long a stop waits for the running conversions to abandon their temporaries.
+    public var stopTimeout: Duration
+    /// Every deadline is on this clock (`ContinuousClock`; a test clock in tests).
+    public var clock: any Clock<Duration>
+    /// Wall time for timestamps and for comparing with file modification times.
+    public var wallTime: @Sendable () -> Date
+    /// How long after a scan a finished-looking folder is scanned again to see that its sizes are stable.
+    public var stabilityDelay: Duration
+    /// How long a burst of drop-in changes is collected before one reload.
+    public var reloadDelay: Duration
 
     /// Creates options.
     public init(
       configPath: String, converter: any CheckpointConverting,
       notifier: SystemdNotifier = SystemdNotifier(),
-      structuralCheck: (@Sendable (String) throws -> Void)? = nil, tick: Double = 0.5,
+      structuralCheck: (@Sendable (String) throws -> Void)? = nil,
       handleSignals: Bool = true,
-      stopTimeout: Double = 20
+      stopTimeout: Duration = .seconds(20),
+      clock: any Clock<Duration> = ContinuousClock(),
+      wallTime: @escaping @Sendable () -> Date = { Date() },
+      stabilityDelay: Duration = .milliseconds(500),
+      reloadDelay: Duration = .milliseconds(300)
     ) {
       self.configPath = configPath
       self.converter = converter
       self.notifier = notifier
       self.structuralCheck = structuralCheck
-      self.tick = tick
       self.handleSignals = handleSignals
       self.stopTimeout = stopTimeout
+      self.clock = clock
+      self.wallTime = wallTime
+      self.stabilityDelay = stabilityDelay
+      self.reloadDelay = reloadDelay
     }
+  }
+
+  /// One conversion, queued or running.
+  struct Job: Sendable {
+    var rootPath: String
+    var name: String
+    var folder: String
+    var watch: WatchConfig
+    /// The root directory, held open while the job runs: its inode cannot be reused, so a root removed and
+    /// re-created meanwhile is told from the one the job started in (and gets no record of it).
+    var rootHandle: FileDescriptor?
+    var token = CancelToken()
+    var start = Date(timeIntervalSince1970: 0)
   }
 
   /// The version written into the status file.
   public static let version = "0.1.0"
 
   let options: Options
-  let loop = DispatchQueue(label: "ckptd.loop")
+  let clock: DaemonClock
   let logger = Logger(label: "ckptd")
   let watcher: InotifyWatcher
-  let queue: ConversionQueue
-  let publisher: StatusPublisher
+  let events: AsyncStream<DaemonEvent>
+  let input: AsyncStream<DaemonEvent>.Continuation
+  /// Notes for observers: the newest only (an observer wants the state now, not its history).
+  public nonisolated let notes: AsyncStream<DaemonNote>
+  let noteSink: AsyncStream<DaemonNote>.Continuation
+  var publisher: StatusPublisher
   var config: DaemonConfig
   var roots: [String: WatchedRoot] = [:]
   var registry = WatchRegistry()
   var rescans = 0
   var stopping = false
-  var started = false
-  var reloadScheduled = false
+  var stopped = false
   /// Why the last reload failed (the main file broke), shown in the status until a reload works.
   var reloadError: DropinProblem?
   var lastStatusLine = ""
-  var lastWatchdog = 0.0
-  var lastPresenceCheck = 0.0
-  /// When `publishStatus` last handed a document to the publisher (an unchanged one is re-sent only as a
-  /// heartbeat, so that an idle daemon does not re-encode and rewrite the status file every tick).
-  var lastStatusPublish = 0.0
-  var sources: [any DispatchSourceProtocol] = []
-  var pump: Task<Void, Never>?
-  var stopContinuation: CheckedContinuation<Void, Never>?
+  /// The state changed since the status document was last copied from it.
+  var statusStale = false
+  /// Folder path to the clock time it is evaluated again.
+  var folderDue: [String: Due] = [:]
+  var reloadAt: Duration?
+  var watchdogAt: Duration?
+  var stopDeadline: Duration?
+  var queued: [Job] = []
+  var running: [String: Job] = [:]
+  var timerTask: Task<Void, Never>?
+  var armedDeadline: Duration?
+  var signalSources: [any DispatchSourceSignal] = []
 
   /// Loads the configuration (a broken main file throws; a broken drop-in is only reported).
   public init(options: Options) throws {
     self.options = options
+    clock = DaemonClock(options.clock, wallTime: options.wallTime)
     config = try ConfigLoader.load(path: options.configPath)
-    watcher = try InotifyWatcher()
-    queue = ConversionQueue(workers: config.workers)
+    (events, input) = AsyncStream<DaemonEvent>.makeStream(bufferingPolicy: .unbounded)
+    (notes, noteSink) = AsyncStream<DaemonNote>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let sink = input
+    watcher = try InotifyWatcher { sink.yield(.watcher($0)) }
+    let heartbeat = options.notifier.watchdogInterval.map { DaemonClock.seconds($0) / 2 }
     publisher = StatusPublisher(
-      path: config.statusFile, initial: StatusSnapshot(pid: getpid(), version: Self.version))
+      path: config.statusFile,
+      initial: StatusSnapshot(
+        pid: getpid(), version: Self.version, startedAt: options.wallTime(), heartbeatSeconds: heartbeat))
   }
 
   /// Installs the daemon's log handler at the level named in the config (`info` when unknown).
@@ -91,41 +134,42 @@ public final class Daemon: @unchecked Sendable {
   }
 
   /// The configuration in force.
-  public var currentConfig: DaemonConfig { loop.sync { config } }
+  public var currentConfig: DaemonConfig { config }
 
-  /// Runs until SIGTERM/SIGINT (or `stop()`); returns after the running conversions were abandoned.
-  public func run() async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-      loop.async {
-        self.stopContinuation = continuation
-        self.start()
-      }
-    }
+  /// The status document as it stands (not necessarily written yet).
+  public var status: StatusSnapshot {
+    if statusStale { refreshStatus() }
+    return publisher.snapshot
   }
 
   /// Asks the daemon to stop, as SIGTERM does.
-  public func stop() { loop.async { self.beginStop(reason: "stop requested") } }
+  public nonisolated func stop() { input.yield(.stop(reason: "stop requested")) }
 
   /// Asks the daemon to reload its configuration, as SIGHUP does.
-  public func reload() { loop.async { self.reloadNow(reason: "reload requested") } }
+  public nonisolated func reload() { input.yield(.reload(reason: "reload requested")) }
 
-  /// Runs `body` on the event loop and returns its result (tests, status).
-  public func inspect<T: Sendable>(_ body: @Sendable () -> T) -> T { loop.sync { body() } }
+  /// Asks for a full rescan, as an inotify queue overflow does.
+  public nonisolated func rescan(reason: String) { input.yield(.watcher(.rescan(reason: reason))) }
 
-  /// The status document as it stands.
-  public var status: StatusSnapshot { publisher.snapshot }
+  /// Runs until SIGTERM/SIGINT (or `stop()`); returns after the running conversions were abandoned.
+  public func run() async {
+    start()
+    settle()
+    for await event in events {
+      handle(event)
+      if stopped { break }
+      settle()
+    }
+    timerTask?.cancel()
+    noteSink.yield(.stopped)
+    noteSink.finish()
+  }
 
-  // MARK: Lifecycle (on the loop)
+  // MARK: Lifecycle
 
   private func start() {
     publisher.update { $0.state = .starting }
     reportProblems()
-    let messages = watcher.messages
-    pump = Task.detached { [self] in
-      for await message in messages {
-        loop.async { self.handle(message) }
-      }
-    }
     if options.handleSignals { installSignalHandlers() }
     watchDropinDirectories()
     for watch in config.watches where roots[watch.path] == nil {
@@ -133,103 +177,163 @@ public final class Daemon: @unchecked Sendable {
       roots[watch.path] = root
       establish(root, reconcile: true)
     }
-    evaluatePending()
-    started = true
+    evaluateDue()
     publisher.update { $0.state = .running }
     publishStatus()
-    publisher.flush()
+    flushStatus()
     _ = options.notifier.ready(status: summaryLine())
     logger.info("ready: \(summaryLine())")
-    let timer = DispatchSource.makeTimerSource(queue: loop)
-    timer.schedule(deadline: .now() + options.tick, repeating: options.tick)
-    timer.setEventHandler { [weak self] in self?.tick() }
-    timer.resume()
-    sources.append(timer)
+    if let interval = options.notifier.watchdogInterval {
+      _ = options.notifier.watchdog()
+      watchdogAt = clock.now() + interval / 2
+    }
   }
 
   private func installSignalHandlers() {
-    for (number, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload")] {
+    let sink = input
+    for number in [SIGTERM, SIGINT, SIGHUP] {
       signal(number, SIG_IGN)
-      let source = DispatchSource.makeSignalSource(signal: number, queue: loop)
-      source.setEventHandler { [weak self] in
-        guard let self else { return }
-        if action == "stop" {
-          self.beginStop(reason: number == SIGTERM ? "SIGTERM" : "SIGINT")
-        } else {
-          self.reloadNow(reason: "SIGHUP")
+      let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+      source.setEventHandler {
+        switch number {
+        case SIGTERM: sink.yield(.stop(reason: "SIGTERM"))
+        case SIGINT: sink.yield(.stop(reason: "SIGINT"))
+        default: sink.yield(.reload(reason: "SIGHUP"))
         }
       }
       source.resume()
-      sources.append(source)
+      signalSources.append(source)
     }
   }
 
-  func tick() {
-    guard !stopping else { return }
-    for root in roots.values where !root.present { establishIfAppeared(root) }
-    let now = Date().timeIntervalSince1970
-    if now - lastPresenceCheck >= 2 {
-      // Events can be lost (overflow) or never come (network filesystems): check the roots by hand too.
-      lastPresenceCheck = now
-      let unwatchedDropins = config.dropinDirs.filter { Self.isDirectory($0) && registry.descriptor(for: $0) == nil }
-      if !unwatchedDropins.isEmpty {
-        logger.info("drop-in directory appeared: \(unwatchedDropins)")
-        watchDropinDirectories()
-        scheduleReload()
-      }
-      for root in roots.values where root.present {
-        if !Self.isDirectory(root.path) {
-          rootLost(root)
-        } else if registry.descriptor(for: root.path) == nil {
-          establish(root, reconcile: false)
+  /// One input.
+  func handle(_ event: DaemonEvent) {
+    switch event {
+    case .watcher(let message):
+      if !stopping { handle(message) }
+    case .timer:
+      armedDeadline = nil
+      timerFired()
+    case .stop(let reason):
+      beginStop(reason: reason)
+    case .reload(let reason):
+      reloadNow(reason: reason)
+    case .progress(let folder, let done, let total):
+      guard let job = running[folder] else { return }
+      publisher.update { status in
+        if let index = status.active.firstIndex(where: {
+          $0.directory == job.rootPath && $0.checkpoint == job.name
+        }) {
+          status.active[index].bytesDone = done
+          status.active[index].bytesTotal = total
         }
       }
+    case .finished(let folder, let result, let end):
+      guard let job = running.removeValue(forKey: folder) else { return }
+      finish(job, result: result, end: end)
+      if stopping && running.isEmpty { completeStop() }
     }
-    evaluatePending()
+  }
+
+  /// After each input: evaluate what is due, start conversions, publish, re-arm the one timer, tell observers.
+  private func settle() {
+    guard !stopped else { return }
+    if !stopping {
+      evaluateDue()
+      startQueued()
+    }
     publishStatus()
     let line = summaryLine()
-    if line != lastStatusLine {
+    if line != lastStatusLine && !stopping {
       lastStatusLine = line
       _ = options.notifier.status(line)
     }
-    if let interval = options.notifier.watchdogInterval {
-      let now = Date().timeIntervalSince1970
-      let half =
-        Double(interval.components.seconds) / 2 + Double(interval.components.attoseconds) / 2e18
-      if now - lastWatchdog >= min(half, max(options.tick, half / 2)) {
-        lastWatchdog = now
-        _ = options.notifier.watchdog()
+    rearmTimer()
+    let now = clock.now()
+    noteSink.yield(.idle(nextWake: armedDeadline.map { max($0 - now, .zero) }))
+  }
+
+  private func timerFired() {
+    let now = clock.now()
+    if let at = stopDeadline, at <= now {
+      logger.warning("conversions did not stop within \(options.stopTimeout)")
+      completeStop()
+      return
+    }
+    if let at = reloadAt, at <= now {
+      reloadAt = nil
+      reloadNow(reason: "drop-in directory changed")
+    }
+    if let at = watchdogAt, at <= now, let interval = options.notifier.watchdogInterval {
+      _ = options.notifier.watchdog()
+      watchdogAt = now + interval / 2
+      // The watchdog's pace is also the status file's heartbeat (`heartbeat_seconds`).
+      publisher.touch()
+    }
+  }
+
+  /// The earliest deadline pending, if any.
+  private func nextDeadline() -> Duration? {
+    var candidates: [Duration?] = [
+      reloadAt, watchdogAt, stopDeadline, publisher.nextWrite, statusStale ? publisher.earliestWrite : nil,
+    ]
+    if !stopping { candidates.append(folderDue.values.map(\.at).min()) }
+    return candidates.compactMap { $0 }.min()
+  }
+
+  private func rearmTimer() {
+    let next = nextDeadline()
+    guard next != armedDeadline || (next != nil && timerTask == nil) else { return }
+    timerTask?.cancel()
+    timerTask = nil
+    armedDeadline = next
+    guard let next else { return }
+    let sleep = clock.sleepUntil
+    let sink = input
+    timerTask = Task.detached {
+      do {
+        try await sleep(next)
+      } catch {
+        return
       }
+      sink.yield(.timer)
     }
   }
 
   func beginStop(reason: String) {
     guard !stopping else { return }
     stopping = true
-    logger.info("stopping (\(reason)): abandoning \(queue.active.count) running conversion(s)")
+    logger.info("stopping (\(reason)): abandoning \(running.count) running conversion(s)")
     _ = options.notifier.stopping()
     publisher.update { $0.state = .stopping }
-    publisher.flush()
-    for source in sources { source.cancel() }
-    sources.removeAll()
-    let activeFolders = queue.active
-    let timeout = options.stopTimeout
-    DispatchQueue.global().async { [self] in
-      if !queue.shutdown(timeout: timeout) {
-        logger.warning("conversions did not stop within \(Int(timeout)) s")
-      }
-      // The engine removes its temporaries when cancelled; this catches anything left by a hard failure.
-      for folder in activeFolders { Reconcile.removeStaleTemporaries(in: folder) }
-      loop.async { [self] in
-        publisher.update { $0.active = [] }
-        publisher.flush()
-        pump?.cancel()
-        watcher.close()
-        let continuation = stopContinuation
-        stopContinuation = nil
-        continuation?.resume()
-      }
+    flushStatus()
+    for source in signalSources { source.cancel() }
+    signalSources.removeAll()
+    queued.removeAll()
+    folderDue.removeAll()
+    reloadAt = nil
+    watchdogAt = nil
+    for job in running.values { job.token.cancel() }
+    if running.isEmpty {
+      completeStop()
+    } else {
+      stopDeadline = clock.now() + options.stopTimeout
     }
+  }
+
+  private func completeStop() {
+    guard !stopped else { return }
+    stopped = true
+    stopDeadline = nil
+    // The engine removes its temporaries when cancelled; this catches anything left by a hard failure.
+    for job in running.values {
+      Reconcile.removeStaleTemporaries(in: job.folder)
+      try? job.rootHandle?.close()
+    }
+    publisher.update { $0.active = [] }
+    flushStatus()
+    watcher.close()
+    input.finish()
   }
 
   private func reportProblems() {

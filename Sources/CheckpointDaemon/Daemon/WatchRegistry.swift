@@ -9,6 +9,8 @@ enum WatchOwner: Hashable, Sendable {
   case folder(root: String, folder: String)
   /// A drop-in directory.
   case dropins
+  /// The nearest existing parent of a drop-in directory that does not exist (yet).
+  case dropinParent(String)
 }
 
 /// The daemon's own map from watch descriptors to owners; masks are merged per path.

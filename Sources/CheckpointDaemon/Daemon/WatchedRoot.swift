@@ -1,7 +1,7 @@
 import CheckpointFormats
 import Foundation
 
-/// The daemon's state for one watched output directory. Only touched on the daemon's loop queue.
+/// The daemon's state for one watched output directory. Only touched by the daemon's actor.
 final class WatchedRoot {
   var config: WatchConfig
   let manifest: Manifest
@@ -18,6 +18,8 @@ final class WatchedRoot {
   /// Manifest events counted by outcome.
   var counts: [String: Int] = [:]
   var lastError: String?
+  /// The last manifest append that failed (shown in the status file until the daemon restarts).
+  var manifestError: String?
   /// The last manifest read, by file identity (device, inode, size, mtime): start-up and every rescan ask
   /// for the latest record of each checkpoint, and decoding 50,000 records is most of a start-up.
   private var cachedManifest: (stamp: [Int64], latest: [String: ManifestRecord])?

@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -45,15 +46,19 @@ public final class Manifest: Sendable {
       throw CheckpointError(.invalidFormat, path: path, "cannot encode manifest record: \(error)")
     }
     let existed = access(path, F_OK) == 0
-    let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-    guard fd >= 0 else { throw Self.ioError(path, "cannot open manifest for appending") }
-    defer { close(fd) }
-    var line = [UInt8]()
-    if try Self.endsWithoutNewline(fd: fd, path: path) { line.append(0x0A) }
-    line.append(contentsOf: json)
-    line.append(0x0A)
-    try Self.writeAll(fd: fd, bytes: line, path: path)
-    guard fsync(fd) == 0 else { throw Self.ioError(path, "cannot fsync manifest") }
+    let fd = try DaemonFile.open(
+      path, .readWrite, options: [.append, .create, .noFollow], permissions: [.ownerReadWrite, .groupRead, .otherRead],
+      what: "cannot open manifest for appending")
+    try DaemonFile.attempt(path, "cannot append to manifest") {
+      try fd.closeAfter {
+        var line = [UInt8]()
+        if try Self.endsWithoutNewline(fd: fd, path: path) { line.append(0x0A) }
+        line.append(contentsOf: json)
+        line.append(0x0A)
+        _ = try fd.writeAll(line)
+        try fd.sync(path: path, "cannot fsync manifest")
+      }
+    }
     if !existed { Self.fsyncFolder(of: path) }
   }
 
@@ -103,55 +108,29 @@ public final class Manifest: Sendable {
     return contents
   }
 
-  private static func endsWithoutNewline(fd: Int32, path: String) throws -> Bool {
+  private static func endsWithoutNewline(fd: FileDescriptor, path: String) throws -> Bool {
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw ioError(path, "cannot stat manifest") }
+    guard fstat(fd.rawValue, &info) == 0 else { throw ioError(path, "cannot stat manifest") }
     guard info.st_size > 0 else { return false }
     var last: UInt8 = 0
-    let got = pread(fd, &last, 1, off_t(info.st_size - 1))
-    guard got == 1 else { throw ioError(path, "cannot read manifest") }
+    let got = try withUnsafeMutableBytes(of: &last) {
+      try fd.read(fromAbsoluteOffset: Int64(info.st_size - 1), into: $0, retryOnInterrupt: true)
+    }
+    guard got == 1 else { throw CheckpointError(.io, path: path, "cannot read manifest: short read") }
     return last != 0x0A
   }
 
   static func readWhole(path: String) throws -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 {
-      if errno == ENOENT { return nil }
-      throw ioError(path, "cannot open manifest")
-    }
-    defer { close(fd) }
-    var result = [UInt8]()
-    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-    while true {
-      let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-      if got < 0 {
-        if errno == EINTR { continue }
-        throw ioError(path, "cannot read manifest")
-      }
-      if got == 0 { break }
-      result.append(contentsOf: chunk[0..<got])
-    }
-    return result
-  }
-
-  static func writeAll(fd: Int32, bytes: [UInt8], path: String) throws {
-    var offset = 0
-    while offset < bytes.count {
-      let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset) }
-      if wrote < 0 {
-        if errno == EINTR { continue }
-        throw ioError(path, "cannot write")
-      }
-      offset += wrote
-    }
+    try DaemonFile.readWhole(path, what: "manifest")
   }
 
   static func fsyncFolder(of path: String) {
     let folder = (path as NSString).deletingLastPathComponent
-    let fd = open(folder.isEmpty ? "." : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
-    close(fd)
+    guard
+      let fd = try? DaemonFile.open(
+        folder.isEmpty ? "." : folder, .readOnly, options: .directory, what: "cannot open the manifest's folder")
+    else { return }
+    _ = try? fd.closeAfter { try fd.sync(path: folder, "cannot fsync the manifest's folder") }
   }
 
   static func ioError(_ path: String, _ what: String) -> CheckpointError {

@@ -1,13 +1,15 @@
+import Synchronization
+
 /// Asks a running conversion to stop; checked by the engine between chunks.
 public final class CancelToken: Sendable {
-  private let flag = Locked(false)
+  private let flag = Atomic<Bool>(false)
 
   /// A token not yet cancelled.
   public init() {}
 
   /// Requests cancellation.
-  public func cancel() { flag.withLock { $0 = true } }
+  public func cancel() { flag.store(true, ordering: .releasing) }
 
   /// True once `cancel()` was called.
-  public var isCancelled: Bool { flag.current }
+  public var isCancelled: Bool { flag.load(ordering: .acquiring) }
 }

@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -38,6 +39,14 @@ public enum StatusFile {
   /// Replaces `path` with `snapshot` atomically: a temporary file in the same folder (created with its parents
   /// when missing), then `rename(2)`, so a reader sees the old document or the new one, never a part.
   public static func write(_ snapshot: StatusSnapshot, to path: String) throws {
+    try write(snapshot, to: path, rename: { Glibc.rename($0, $1) })
+  }
+
+  /// `write(_:to:)` with the last step replaceable (tests make it fail). The temporary's descriptor is closed
+  /// exactly once, before the rename, whatever fails.
+  static func write(
+    _ snapshot: StatusSnapshot, to path: String, rename: (String, String) -> Int32
+  ) throws {
     let bytes = try encode(snapshot)
     let folder = (path as NSString).deletingLastPathComponent
     let name = (path as NSString).lastPathComponent
@@ -49,16 +58,22 @@ public enum StatusFile {
       }
     }
     let temp = (folder.isEmpty ? "" : folder + "/") + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-    guard fd >= 0 else { throw Manifest.ioError(temp, "cannot create the status file") }
+    let fd = try DaemonFile.open(
+      temp, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
+      permissions: [.ownerReadWrite, .groupRead, .otherRead],
+      what: "cannot create the status file")
     do {
-      try Manifest.writeAll(fd: fd, bytes: bytes, path: temp)
-      // umask may have narrowed the mode; readers (`ckptd status` as any user) need 0644.
-      _ = fchmod(fd, 0o644)
-      close(fd)
-      guard rename(temp, path) == 0 else { throw Manifest.ioError(path, "cannot replace the status file") }
+      try DaemonFile.attempt(temp, "cannot write the status file") {
+        try fd.closeAfter {
+          _ = try fd.writeAll(bytes)
+          // umask may have narrowed the mode; readers (`ckptd status` as any user) need 0644.
+          _ = fchmod(fd.rawValue, 0o644)
+        }
+      }
+      guard rename(temp, path) == 0 else {
+        throw DaemonFile.failure(errno, path: path, "cannot replace the status file")
+      }
     } catch {
-      close(fd)
       unlink(temp)
       throw error
     }

@@ -6,7 +6,7 @@ import Foundation
 
 /// Whether a status document describes a daemon that is running now.
 public enum StatusHealth {
-  /// The daemon rewrites the file at least every ~10 s; older than this means it is hung or gone.
+  /// With a watchdog the daemon rewrites the file at least every `heartbeat_seconds`; much older means hung or gone.
   public static let defaultStaleAfter: Double = 60
 
   /// nil when the daemon is alive and the document fresh, else a one-line reason (`ckptd status` exits 3).
@@ -17,8 +17,10 @@ public enum StatusHealth {
     if !isAlive(snapshot.pid) {
       return "ckptd (pid \(snapshot.pid)) is not running; the status file is from \(ISOTime.string(snapshot.updatedAt))"
     }
+    // A daemon without a watchdog does not rewrite an unchanged document (no idle wake-ups): its age says nothing.
+    guard let heartbeat = snapshot.heartbeatSeconds else { return nil }
     let age = now.timeIntervalSince(snapshot.updatedAt)
-    if age > staleAfter {
+    if age > max(staleAfter, 3 * heartbeat) {
       return "the status file is stale: last updated \(StatusRenderer.duration(age)) ago (pid \(snapshot.pid) "
         + "may be hung)"
     }

@@ -136,11 +136,17 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
   public var inotify: InotifyStatus
   /// Drop-ins that were skipped.
   public var problems: [DropinProblem]
+  /// Seconds between rewrites of an unchanged document (the watchdog's pace); nil when an idle daemon does not
+  /// rewrite it (no `WatchdogSec`): then only the pid says whether it is alive, not the document's age.
+  public var heartbeatSeconds: Double?
+  /// Why the last status write failed (shown once a write works again; also logged).
+  public var statusWriteError: String?
 
   public init(
     pid: Int32, version: String, startedAt: Date = Date(), updatedAt: Date? = nil, state: DaemonRunState = .starting,
     directories: [DirectoryStatus] = [], active: [ActiveConversion] = [], inotify: InotifyStatus = InotifyStatus(),
-    problems: [DropinProblem] = [], schemaVersion: Int = StatusSnapshot.currentSchemaVersion
+    problems: [DropinProblem] = [], schemaVersion: Int = StatusSnapshot.currentSchemaVersion,
+    heartbeatSeconds: Double? = nil, statusWriteError: String? = nil
   ) {
     self.schemaVersion = schemaVersion
     self.pid = pid
@@ -152,6 +158,8 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     self.active = active
     self.inotify = inotify
     self.problems = problems
+    self.heartbeatSeconds = heartbeatSeconds
+    self.statusWriteError = statusWriteError
   }
 
   enum CodingKeys: String, CodingKey {
@@ -160,6 +168,8 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     case startedAt = "started_at"
     case updatedAt = "updated_at"
     case state, directories, active, inotify, problems
+    case heartbeatSeconds = "heartbeat_seconds"
+    case statusWriteError = "status_write_error"
   }
 
   public init(from decoder: any Decoder) throws {
@@ -174,6 +184,8 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     active = try c.decodeIfPresent([ActiveConversion].self, forKey: .active) ?? []
     inotify = try c.decodeIfPresent(InotifyStatus.self, forKey: .inotify) ?? InotifyStatus()
     problems = try c.decodeIfPresent([DropinProblem].self, forKey: .problems) ?? []
+    heartbeatSeconds = try c.decodeIfPresent(Double.self, forKey: .heartbeatSeconds)
+    statusWriteError = try c.decodeIfPresent(String.self, forKey: .statusWriteError)
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -188,6 +200,8 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     try c.encode(active, forKey: .active)
     try c.encode(inotify, forKey: .inotify)
     try c.encode(problems, forKey: .problems)
+    try c.encodeIfPresent(heartbeatSeconds, forKey: .heartbeatSeconds)
+    try c.encodeIfPresent(statusWriteError, forKey: .statusWriteError)
   }
 
   /// Index of the directory entry for `path`, if any.

@@ -28,9 +28,20 @@ public struct CheckpointTracker: Sendable {
   /// Checks one weight file; throwing `CheckpointError` with `.truncated` means it is still being written.
   public var structuralCheck: @Sendable (String) throws -> Void
 
+  /// When a waiting folder should be evaluated again, if nothing else happens in it meanwhile.
+  public enum Recheck: Sendable, Equatable {
+    /// Only when an event says something changed (a marker or a file still to be written).
+    case onChange
+    /// After this many seconds (the rest of the settle time).
+    case after(Double)
+    /// After a short delay, to see that sizes and mtimes are stable across two scans.
+    case stability
+  }
+
   private struct Candidate: Sendable {
     var lastChange: Double
     var lastSnapshot: FolderSnapshot?
+    var recheck = Recheck.onChange
   }
 
   private var candidates: [String: Candidate] = [:]
@@ -50,13 +61,16 @@ public struct CheckpointTracker: Sendable {
   /// True when `folder` is tracked.
   public func isTracking(_ folder: String) -> Bool { candidates[folder] != nil }
 
-  /// Starts tracking `folder` (no-op if tracked). A folder first seen counts as changed `now`, unless its
-  /// files say otherwise (evaluated from their mtimes).
+  /// Starts tracking `folder` (no-op if tracked). A folder first seen counts as changed `now` (its history
+  /// is unknown), unless its files' mtimes are newer still.
   public mutating func track(_ folder: String, now: Double) {
     if candidates[folder] == nil {
-      candidates[folder] = Candidate(lastChange: -Double.infinity, lastSnapshot: nil)
+      candidates[folder] = Candidate(lastChange: now, lastSnapshot: nil)
     }
   }
+
+  /// When `folder` should be evaluated again after its last `evaluate` said it waits.
+  public func recheck(_ folder: String) -> Recheck { candidates[folder]?.recheck ?? .onChange }
 
   /// Something changed inside `folder` at `now` (an inotify event on it or on one of its files).
   public mutating func noteChange(in folder: String, now: Double) {
@@ -79,6 +93,7 @@ public struct CheckpointTracker: Sendable {
     var candidate = candidates[folder] ?? Candidate(lastChange: -Double.infinity, lastSnapshot: nil)
     let previous = candidate.lastSnapshot
     candidate.lastSnapshot = snapshot
+    candidate.recheck = .onChange
     candidates[folder] = candidate
 
     if !rules.readyMarker.isEmpty && snapshot.files[rules.readyMarker] == nil {
@@ -87,10 +102,12 @@ public struct CheckpointTracker: Sendable {
     let lastChange = max(candidate.lastChange, snapshot.newest ?? -Double.infinity)
     let quietFor = now - lastChange
     if quietFor < rules.settleSeconds {
-      let left = Int((rules.settleSeconds - quietFor).rounded(.up))
-      return .waiting("settling (\(max(left, 1)) s left)")
+      let left = rules.settleSeconds - quietFor
+      candidates[folder]?.recheck = .after(left)
+      return .waiting("settling (\(max(Int(left.rounded(.up)), 1)) s left)")
     }
     guard previous == snapshot else {
+      candidates[folder]?.recheck = .stability
       return .waiting("settling (checking that sizes are stable)")
     }
     if snapshot.weightFiles.isEmpty && rules.readyMarker.isEmpty {

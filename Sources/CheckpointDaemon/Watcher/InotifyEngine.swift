@@ -1,6 +1,9 @@
 import CInotifyTools
 import CheckpointFormats
+import Dispatch
 import Foundation
+import Synchronization
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -9,14 +12,15 @@ import Foundation
 /// The one owner of libinotifytools in the process.
 ///
 /// libinotifytools is process-global and not thread-safe, so a single dedicated thread makes every call
-/// into it. Other code talks to it through a lock-protected request list and a wake-up pipe; events are
-/// copied into `InotifyEvent` values and routed to the client that owns the watch descriptor. The map from
-/// watch descriptor to path is our own: the library's path table goes stale on deletes and renames.
-final class InotifyEngine: @unchecked Sendable {
+/// into it (from `inotifytools_initialize` on). Other code talks to it through a request list and a wake-up
+/// pipe; events are copied into `InotifyEvent` values and handed to the client that owns the watch
+/// descriptor. The map from watch descriptor to path is our own: the library's path table goes stale on
+/// deletes and renames. The thread sleeps in `poll(2)` without a timeout: an idle engine never wakes.
+final class InotifyEngine: Sendable {
   /// The process-wide engine, started on first use.
   static let shared: Result<InotifyEngine, CheckpointError> = {
     do {
-      return .success(try InotifyEngine())
+      return .success(try InotifyEngine(initialize: { inotifytools_initialize() != 0 }))
     } catch let error as CheckpointError {
       return .failure(error)
     } catch {
@@ -30,11 +34,17 @@ final class InotifyEngine: @unchecked Sendable {
     var client: UInt64
   }
 
-  private enum Request {
+  /// Where a client's messages go.
+  struct Sink: Sendable {
+    var deliver: @Sendable (WatcherMessage) -> Void
+    var finish: @Sendable () -> Void
+  }
+
+  private enum Request: Sendable {
     case add(path: String, mask: UInt32, client: UInt64, reply: Reply<Int32>)
     case remove(wd: Int32, reply: Reply<Void>)
     case dropClient(UInt64)
-    case pause(seconds: Double)
+    case pause(seconds: Double, reply: Reply<Void>)
   }
 
   /// Counters for the status file.
@@ -44,58 +54,74 @@ final class InotifyEngine: @unchecked Sendable {
     var unknownWatches = 0
   }
 
-  private let requests = Locked<[Request]>([])
-  private let state = Locked<
-    (watches: [Int32: Watch], clients: [UInt64: ClientSink], removed: Set<Int32>, figures: Figures)
-  >(([:], [:], [], Figures()))
-  private let nextClient = Locked<UInt64>(1)
-  private var wakeRead: Int32 = -1
-  private var wakeWrite: Int32 = -1
-  /// The inotify descriptor found in /proc/self/fd after initialisation (-1 if not found).
-  private(set) var inotifyFd: Int32 = -1
-  private var pausedUntil: Double = 0
-
-  final class ClientSink: @unchecked Sendable {
-    let continuation: AsyncStream<WatcherMessage>.Continuation
-    init(_ continuation: AsyncStream<WatcherMessage>.Continuation) { self.continuation = continuation }
+  private struct State {
+    var watches: [Int32: Watch] = [:]
+    var clients: [UInt64: Sink] = [:]
+    var removed: Set<Int32> = []
+    var figures = Figures()
   }
 
-  private init() throws {
-    var fds: [Int32] = [-1, -1]
-    guard pipe(&fds) == 0 else {
-      throw CheckpointError(.io, path: "inotify", "cannot create the wake-up pipe: \(String(cString: strerror(errno)))")
+  private let requests = Mutex<[Request]>([])
+  private let state = Mutex(State())
+  private let nextClient = Atomic<UInt64>(1)
+  private let wakeRead: FileDescriptor
+  private let wakeWrite: FileDescriptor
+  /// The inotify descriptor found in /proc/self/fd after initialisation (-1 if not found). Set once, before
+  /// the owner thread reads it: never closed or replaced while the engine lives.
+  let inotifyFd: Int32
+
+  /// Starts the owner thread, which initialises the library with `initialize` (tests make it fail).
+  /// `onPipe` sees the wake-up pipe's descriptors (tests check that a failed start closes them).
+  init(
+    initialize: @escaping @Sendable () -> Bool,
+    onPipe: (@Sendable (FileDescriptor, FileDescriptor) -> Void)? = nil
+  ) throws {
+    let pipe: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+    do {
+      pipe = try FileDescriptor.pipe()
+    } catch {
+      throw DaemonFile.wrap(error, path: "inotify", "cannot create the wake-up pipe")
     }
-    wakeRead = fds[0]
-    wakeWrite = fds[1]
-    for fd in fds {
-      _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-      _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    onPipe?(pipe.readEnd, pipe.writeEnd)
+    for fd in [pipe.readEnd, pipe.writeEnd] {
+      _ = fcntl(fd.rawValue, F_SETFD, FD_CLOEXEC)
+      _ = fcntl(fd.rawValue, F_SETFL, fcntl(fd.rawValue, F_GETFL) | O_NONBLOCK)
     }
     let started = Reply<Int32>()
-    let thread = Thread { [self] in
+    let engine = Reply<InotifyEngine>()
+    let thread = Thread {
       let before = Self.inotifyDescriptors()
-      guard inotifytools_initialize() != 0 else {
+      guard initialize() else {
         started.finish(.failure(Self.libraryError("cannot initialise inotify")))
         return
       }
       let fd = Self.inotifyDescriptors().subtracting(before).min() ?? -1
       if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
       started.finish(.success(fd))
-      self.loop()
+      // Runs only once the engine is complete: nothing it reads changes afterwards.
+      guard let engine = try? engine.wait() else { return }
+      engine.loop()
     }
     thread.name = "ckptd-inotify"
     thread.start()
-    inotifyFd = try started.wait()
+    do {
+      inotifyFd = try started.wait()
+    } catch {
+      // Nothing else holds the pipe: close both ends, once.
+      try? pipe.readEnd.close()
+      try? pipe.writeEnd.close()
+      throw error
+    }
+    wakeRead = pipe.readEnd
+    wakeWrite = pipe.writeEnd
+    engine.finish(.success(self))
   }
 
   // MARK: Client API (any thread)
 
-  func register(_ continuation: AsyncStream<WatcherMessage>.Continuation) -> UInt64 {
-    let id = nextClient.withLock { value -> UInt64 in
-      defer { value += 1 }
-      return value
-    }
-    state.withLock { $0.clients[id] = ClientSink(continuation) }
+  func register(_ sink: Sink) -> UInt64 {
+    let id = nextClient.wrappingAdd(1, ordering: .relaxed).oldValue
+    state.withLock { $0.clients[id] = sink }
     return id
   }
 
@@ -112,12 +138,15 @@ final class InotifyEngine: @unchecked Sendable {
   func removeWatch(wd: Int32) {
     let reply = Reply<Void>()
     submit(.remove(wd: wd, reply: reply))
-    try? reply.wait()
+    _ = try? reply.wait()
   }
 
-  /// Stops reading events for `seconds` so that the kernel queue can overflow (tests).
+  /// Stops reading events for `seconds` so that the kernel queue can overflow (tests); returns once the
+  /// thread has taken the request.
   func pauseReading(seconds: Double) {
-    submit(.pause(seconds: seconds))
+    let reply = Reply<Void>()
+    submit(.pause(seconds: seconds, reply: reply))
+    _ = try? reply.wait()
   }
 
   func watches(of client: UInt64) -> [Int32: String] {
@@ -131,42 +160,45 @@ final class InotifyEngine: @unchecked Sendable {
   private func submit(_ request: Request) {
     requests.withLock { $0.append(request) }
     var byte: UInt8 = 1
-    _ = Glibc.write(wakeWrite, &byte, 1)
+    _ = Glibc.write(wakeWrite.rawValue, &byte, 1)
   }
 
   // MARK: Owner thread
 
   private func loop() {
+    var pausedUntil = 0.0
     while true {
-      processRequests()
+      processRequests(pausedUntil: &pausedUntil)
       let now = Date().timeIntervalSince1970
       var fds = [
-        pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+        pollfd(fd: wakeRead.rawValue, events: Int16(POLLIN), revents: 0),
         pollfd(fd: inotifyFd, events: Int16(POLLIN), revents: 0),
       ]
       let paused = now < pausedUntil
       let count: nfds_t = paused || inotifyFd < 0 ? 1 : 2
-      let timeout: Int32 = paused ? Int32(max(1, (pausedUntil - now) * 1000)) : 1000
+      // Without a descriptor to poll (not found in /proc) events are read every second; otherwise the
+      // thread sleeps until the kernel or a request wakes it.
+      let timeout: Int32 = paused ? Int32(max(1, (pausedUntil - now) * 1000)) : (inotifyFd < 0 ? 1000 : -1)
       _ = poll(&fds, count, timeout)
       if fds[0].revents != 0 { drainWakePipe() }
       if paused { continue }
-      if inotifyFd < 0 || fds[1].revents != 0 { drainEvents() }
+      if inotifyFd < 0 || fds[1].revents != 0 { drainEvents(pausedUntil: &pausedUntil) }
     }
   }
 
   private func drainWakePipe() {
     var buffer = [UInt8](repeating: 0, count: 256)
-    while Glibc.read(wakeRead, &buffer, buffer.count) > 0 {}
+    while Glibc.read(wakeRead.rawValue, &buffer, buffer.count) > 0 {}
   }
 
   /// Reads until libinotifytools' buffer is empty: events it has already read from the kernel would
   /// otherwise sit there with nothing left to wake `poll`.
-  private func drainEvents() {
+  private func drainEvents(pausedUntil: inout Double) {
     var handled = 0
     while let event = inotifytools_next_events(0, 1) {
       deliver(copy(event))
       handled += 1
-      if handled % 256 == 0 { processRequests() }
+      if handled % 256 == 0 { processRequests(pausedUntil: &pausedUntil) }
     }
   }
 
@@ -191,15 +223,15 @@ final class InotifyEngine: @unchecked Sendable {
 
   private func deliver(_ raw: (wd: Int32, mask: UInt32, cookie: UInt32, name: String)) {
     if raw.wd < 0 || raw.mask & WatchMask.overflow != 0 {
-      let sinks = state.withLock { state -> [ClientSink] in
+      let sinks = state.withLock { state -> [Sink] in
         state.figures.overflows += 1
         return Array(state.clients.values)
       }
-      for sink in sinks { sink.continuation.yield(.rescan(reason: "inotify queue overflow")) }
+      for sink in sinks { sink.deliver(.rescan(reason: "inotify queue overflow")) }
       return
     }
     let ignored = raw.mask & WatchMask.ignored != 0
-    let routed = state.withLock { state -> (Watch, ClientSink?)? in
+    let routed = state.withLock { state -> (Watch, Sink?)? in
       guard let watch = state.watches[raw.wd] else {
         // Events still queued for a watch we removed ourselves are expected, not lost state.
         if state.removed.contains(raw.wd) {
@@ -218,15 +250,15 @@ final class InotifyEngine: @unchecked Sendable {
     guard let (watch, sink) = routed else {
       if !ignored {
         let sinks = state.withLock { Array($0.clients.values) }
-        for sink in sinks { sink.continuation.yield(.rescan(reason: "event on unknown watch \(raw.wd)")) }
+        for sink in sinks { sink.deliver(.rescan(reason: "event on unknown watch \(raw.wd)")) }
       }
       return
     }
     let event = InotifyEvent(wd: raw.wd, mask: raw.mask, cookie: raw.cookie, name: raw.name, directory: watch.path)
-    sink?.continuation.yield(.event(event))
+    sink?.deliver(.event(event))
   }
 
-  private func processRequests() {
+  private func processRequests(pausedUntil: inout Double) {
     let pending = requests.withLock { list -> [Request] in
       defer { list.removeAll() }
       return list
@@ -234,19 +266,24 @@ final class InotifyEngine: @unchecked Sendable {
     for request in pending {
       switch request {
       case .add(let path, let mask, let client, let reply):
-        reply.finish(Result { try add(path: path, mask: mask, client: client) })
+        do {
+          reply.finish(.success(try add(path: path, mask: mask, client: client)))
+        } catch {
+          reply.finish(.failure(DaemonFile.wrap(error, path: path, "cannot watch")))
+        }
       case .remove(let wd, let reply):
         remove(wd: wd)
         reply.finish(.success(()))
       case .dropClient(let client):
-        let wds = state.withLock { state -> [Int32] in
-          state.clients[client]?.continuation.finish()
-          state.clients[client] = nil
-          return state.watches.filter { $0.value.client == client }.map(\.key)
+        let (sink, wds) = state.withLock { state -> (Sink?, [Int32]) in
+          let sink = state.clients.removeValue(forKey: client)
+          return (sink, state.watches.filter { $0.value.client == client }.map(\.key))
         }
+        sink?.finish()
         for wd in wds { remove(wd: wd) }
-      case .pause(let seconds):
+      case .pause(let seconds, let reply):
         pausedUntil = Date().timeIntervalSince1970 + seconds
+        reply.finish(.success(()))
       }
     }
   }
@@ -315,19 +352,21 @@ final class InotifyEngine: @unchecked Sendable {
   }
 }
 
-/// A one-shot reply slot a caller blocks on until the owner thread fills it.
-final class Reply<Value>: @unchecked Sendable {
+/// A one-shot reply slot a caller blocks on until another thread fills it.
+final class Reply<Value: Sendable>: Sendable {
   private let semaphore = DispatchSemaphore(value: 0)
-  private var result: Result<Value, any Error>?
+  private let result = Mutex<Result<Value, CheckpointError>?>(nil)
 
-  func finish(_ result: Result<Value, any Error>) {
-    self.result = result
+  func finish(_ value: Result<Value, CheckpointError>) {
+    result.withLock { $0 = value }
     semaphore.signal()
   }
 
   func wait() throws -> Value {
     semaphore.wait()
-    guard let result else { throw CheckpointError(.io, path: "inotify", "no reply from the watcher thread") }
-    return try result.get()
+    guard let value = result.withLock({ $0 }) else {
+      throw CheckpointError(.io, path: "inotify", "no reply from the watcher thread")
+    }
+    return try value.get()
   }
 }

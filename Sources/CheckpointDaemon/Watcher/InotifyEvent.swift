@@ -45,6 +45,7 @@ public enum WatchMask {
   public static let create = UInt32(IN_CREATE)
   public static let closeWrite = UInt32(IN_CLOSE_WRITE)
   public static let modify = UInt32(IN_MODIFY)
+  public static let attrib = UInt32(IN_ATTRIB)
   public static let movedFrom = UInt32(IN_MOVED_FROM)
   public static let movedTo = UInt32(IN_MOVED_TO)
   public static let delete = UInt32(IN_DELETE)
@@ -55,9 +56,11 @@ public enum WatchMask {
   public static let isDirectory = UInt32(IN_ISDIR)
   public static let onlyDirectory = UInt32(IN_ONLYDIR)
 
-  /// An output root (or a parent waiting for one, or a drop-in directory): entries coming and going.
-  public static let root = create | movedTo | movedFrom | delete | deleteSelf | moveSelf | onlyDirectory
-  /// A checkpoint folder while it is pending: files written, renamed in, created, removed.
+  /// An output root (or a parent waiting for one, or a drop-in directory): entries coming and going, and
+  /// their permissions changing (a checkpoint folder that could not be read may be readable now).
+  public static let root = create | movedTo | movedFrom | delete | deleteSelf | moveSelf | attrib | onlyDirectory
+  /// A checkpoint folder while it is pending: files written, renamed in, created, removed, touched or chmod-ed
+  /// (a failed checkpoint is retried when its files change, and `touch` or `chmod` is such a change).
   public static let checkpoint =
-    closeWrite | movedTo | create | delete | modify | movedFrom | deleteSelf | moveSelf | onlyDirectory
+    closeWrite | movedTo | create | delete | modify | movedFrom | deleteSelf | moveSelf | attrib | onlyDirectory
 }

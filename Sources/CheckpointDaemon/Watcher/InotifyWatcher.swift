@@ -8,15 +8,24 @@ import CheckpointFormats
 public final class InotifyWatcher: Sendable {
   private let engine: InotifyEngine
   private let client: UInt64
-  /// Events on this handle's watches, and rescan requests.
+  /// Events on this handle's watches, and rescan requests (empty for a handle made with `init(deliver:)`).
   public let messages: AsyncStream<WatcherMessage>
 
-  /// Starts (or joins) the inotify thread.
+  /// Starts (or joins) the inotify thread; messages arrive in `messages`.
   public init() throws {
     engine = try InotifyEngine.shared.get()
     let (stream, continuation) = AsyncStream<WatcherMessage>.makeStream(bufferingPolicy: .unbounded)
     messages = stream
-    client = engine.register(continuation)
+    client = engine.register(
+      InotifyEngine.Sink(deliver: { continuation.yield($0) }, finish: { continuation.finish() }))
+  }
+
+  /// Starts (or joins) the inotify thread; `deliver` is called on that thread with every message (it must
+  /// only hand the message on, e.g. to a stream). `messages` stays empty.
+  public init(deliver: @escaping @Sendable (WatcherMessage) -> Void) throws {
+    engine = try InotifyEngine.shared.get()
+    messages = AsyncStream { $0.finish() }
+    client = engine.register(InotifyEngine.Sink(deliver: deliver, finish: {}))
   }
 
   deinit {

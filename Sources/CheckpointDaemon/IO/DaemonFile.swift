@@ -1,0 +1,80 @@
+import CheckpointFormats
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The daemon's one file-descriptor layer: swift-system's `FileDescriptor` (EINTR retried, `closeAfter` closes
+/// exactly once), with every failure turned into `CheckpointError(.io, path:, message, errno:)`.
+enum DaemonFile {
+  /// Opens `path`; the error names the path and says `what` was being done.
+  static func open(
+    _ path: String, _ mode: FileDescriptor.AccessMode, options: FileDescriptor.OpenOptions = [],
+    permissions: FilePermissions? = nil, what: String
+  ) throws -> FileDescriptor {
+    do {
+      return try FileDescriptor.open(
+        FilePath(path), mode, options: options.union(.closeOnExec), permissions: permissions,
+        retryOnInterrupt: true)
+    } catch {
+      throw wrap(error, path: path, what)
+    }
+  }
+
+  /// Runs `body`, turning an `Errno` it throws into a `CheckpointError` about `path`.
+  static func attempt<T>(_ path: String, _ what: String, _ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch {
+      throw wrap(error, path: path, what)
+    }
+  }
+
+  /// A `CheckpointError` for `error` (an `Errno`, or already a `CheckpointError`).
+  static func wrap(_ error: any Error, path: String, _ what: String) -> CheckpointError {
+    if let error = error as? CheckpointError { return error }
+    if let error = error as? Errno { return failure(error.rawValue, path: path, what) }
+    return CheckpointError(.io, path: path, "\(what): \(error)")
+  }
+
+  /// A `CheckpointError` for the C error number `code`.
+  static func failure(_ code: Int32, path: String, _ what: String) -> CheckpointError {
+    CheckpointError(.io, path: path, "\(what): \(String(cString: strerror(code)))", errno: code)
+  }
+
+  /// Reads the whole file; nil when it does not exist.
+  static func readWhole(_ path: String, what: String) throws -> [UInt8]? {
+    let fd: FileDescriptor
+    do {
+      fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)
+    } catch Errno.noSuchFileOrDirectory {
+      return nil
+    } catch {
+      throw wrap(error, path: path, "cannot open \(what)")
+    }
+    return try attempt(path, "cannot read \(what)") {
+      try fd.closeAfter {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+          let got = try chunk.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }
+          if got == 0 { break }
+          result.append(contentsOf: chunk[0..<got])
+        }
+        return result
+      }
+    }
+  }
+}
+
+extension FileDescriptor {
+  /// `fsync(2)`, retried on EINTR.
+  func sync(path: String, _ what: String) throws {
+    while fsync(rawValue) != 0 {
+      let code = errno
+      if code == EINTR { continue }
+      throw DaemonFile.failure(code, path: path, what)
+    }
+  }
+}
