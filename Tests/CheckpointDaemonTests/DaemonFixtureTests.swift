@@ -74,7 +74,8 @@ final class DaemonFixture: Sendable {
   init(
     converter: FakeConverter = FakeConverter(), notifier: SystemdNotifier = SystemdNotifier(environment: [:]),
     createRoot: Bool = true, settle: Double = 0, workers: Int = 1, extraDropinDirs: [String] = [],
-    root rootName: String = "run"
+    root rootName: String = "run", dropinExtra: String = "", mainExtra: String = "",
+    execKillGrace: Duration = .seconds(10)
   ) throws {
     base = try WatcherTempDir()
     root = base.path + "/" + rootName
@@ -87,17 +88,19 @@ final class DaemonFixture: Sendable {
     dropin_dirs = [\(dirs)]
     workers = \(workers)
     log_level = "error"
+    \(mainExtra)
     """.write(toFile: configPath, atomically: false, encoding: .utf8)
     try """
     path = "\(root)"
     format = "bin"
     settle_seconds = \(settle)
+    \(dropinExtra)
     """.write(toFile: base.path + "/watch.d/10-run.toml", atomically: false, encoding: .utf8)
     self.converter = converter
     daemon = try Daemon(
       options: Daemon.Options(
         configPath: configPath, converter: converter, notifier: notifier, structuralCheck: { _ in },
-        handleSignals: false, stopTimeout: .seconds(5), clock: clock))
+        handleSignals: false, stopTimeout: .seconds(5), clock: clock, execKillGrace: execKillGrace))
   }
 
   func start() {

@@ -96,7 +96,7 @@ extension Daemon {
 
   /// Starts queued conversions while fewer than `workers` run, each on its own thread.
   func startQueued() {
-    while !stopping && running.count < max(1, config.workers) && !queued.isEmpty {
+    while !stopping && running.count + hooks.count < max(1, config.workers) && !queued.isEmpty {
       var job = queued.removeFirst()
       job.start = clock.wallTime()
       job.rootHandle = try? DaemonFile.open(job.rootPath, .readOnly, options: .directory, what: "cannot open")
@@ -153,6 +153,7 @@ extension Daemon {
     let sameRoot = job.rootHandle.flatMap { FileIdentity($0) }.map { $0 == FileIdentity(path: job.rootPath) } ?? false
     try? job.rootHandle?.close()
     let records = manifestRecords(job, result: result, end: end)
+    recordMetrics(job, records: records.lines, end: end)
     guard let root, sameRoot else {
       logger.notice("\(job.rootPath) was removed during the conversion of \(job.name); nothing recorded")
       if let root { folderGone(root, name: job.name) }
@@ -169,7 +170,8 @@ extension Daemon {
       }
     }
     switch result {
-    case .success:
+    case .success(let outcome):
+      if outcome.skippedReason == nil && !job.watch.execAfter.isEmpty { startHook(job, outcome: outcome) }
       root.done.insert(job.name)
       root.retries.clear(job.folder)
       stopTracking(root, folder: job.folder)

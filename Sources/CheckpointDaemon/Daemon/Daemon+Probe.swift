@@ -14,8 +14,11 @@ extension Daemon {
     registry.release(.root(root), watcher: watcher)
   }
 
-  /// Conversions running or queued.
-  var conversions: Int { running.count + queued.count }
+  /// Conversions running or queued, and `exec_after` commands running.
+  var conversions: Int { running.count + queued.count + hooks.count }
+
+  /// `exec_after` commands running.
+  var hookCount: Int { hooks.count }
 
   /// Live inotify watches owned by the daemon.
   var watchCount: Int { registry.count }

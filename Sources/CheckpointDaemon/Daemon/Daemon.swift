@@ -38,6 +38,8 @@ public actor Daemon {
     public var stabilityDelay: Duration
     /// How long a burst of drop-in changes is collected before one reload.
     public var reloadDelay: Duration
+    /// Between the SIGTERM and the SIGKILL sent to an `exec_after` command's process group.
+    public var execKillGrace: Duration
 
     /// Creates options.
     public init(
@@ -49,7 +51,8 @@ public actor Daemon {
       clock: any Clock<Duration> = ContinuousClock(),
       wallTime: @escaping @Sendable () -> Date = { Date() },
       stabilityDelay: Duration = .milliseconds(500),
-      reloadDelay: Duration = .milliseconds(300)
+      reloadDelay: Duration = .milliseconds(300),
+      execKillGrace: Duration = .seconds(10)
     ) {
       self.configPath = configPath
       self.converter = converter
@@ -61,6 +64,7 @@ public actor Daemon {
       self.wallTime = wallTime
       self.stabilityDelay = stabilityDelay
       self.reloadDelay = reloadDelay
+      self.execKillGrace = execKillGrace
     }
   }
 
@@ -108,6 +112,14 @@ public actor Daemon {
   var stopDeadline: Duration?
   var queued: [Job] = []
   var running: [String: Job] = [:]
+  /// `exec_after` commands running, by checkpoint folder; they take worker slots like conversions.
+  var hooks: [String: HookJob] = [:]
+  /// Recorded as things happen; written to `metrics_file` at most once a second.
+  let metrics = DaemonMetrics()
+  var metricsDirty = true
+  var metricsNextWrite: Duration = .zero
+  /// inotify overflows and rescans already counted in `metrics`.
+  var metricsCounted = (overflows: 0, rescans: 0)
   var timerTask: Task<Void, Never>?
   var armedDeadline: Duration?
   var signalSources: [any DispatchSourceSignal] = []
@@ -231,7 +243,11 @@ public actor Daemon {
     case .finished(let folder, let result, let end):
       guard let job = running.removeValue(forKey: folder) else { return }
       finish(job, result: result, end: end)
-      if stopping && running.isEmpty { completeStop() }
+      if stopping && running.isEmpty && hooks.isEmpty { completeStop() }
+    case .hookFinished(let folder, let outcome, let end):
+      guard let hook = hooks.removeValue(forKey: folder) else { return }
+      hookFinished(hook, outcome: outcome, end: end)
+      if stopping && running.isEmpty && hooks.isEmpty { completeStop() }
     }
   }
 
@@ -243,6 +259,7 @@ public actor Daemon {
       startQueued()
     }
     publishStatus()
+    publishMetrics()
     let line = summaryLine()
     if line != lastStatusLine && !stopping {
       lastStatusLine = line
@@ -276,6 +293,7 @@ public actor Daemon {
   private func nextDeadline() -> Duration? {
     var candidates: [Duration?] = [
       reloadAt, watchdogAt, stopDeadline, publisher.nextWrite, statusStale ? publisher.earliestWrite : nil,
+      metricsDeadline,
     ]
     if !stopping { candidates.append(folderDue.values.map(\.at).min()) }
     return candidates.compactMap { $0 }.min()
@@ -314,7 +332,9 @@ public actor Daemon {
     reloadAt = nil
     watchdogAt = nil
     for job in running.values { job.token.cancel() }
-    if running.isEmpty {
+    // Cancelling a hook's task tears its process group down (SIGTERM, then SIGKILL).
+    for hook in hooks.values { hook.task.cancel() }
+    if running.isEmpty && hooks.isEmpty {
       completeStop()
     } else {
       stopDeadline = clock.now() + options.stopTimeout
@@ -332,6 +352,8 @@ public actor Daemon {
     }
     publisher.update { $0.active = [] }
     flushStatus()
+    metricsDirty = true
+    writeMetrics()
     watcher.close()
     input.finish()
   }

@@ -15,6 +15,8 @@ enum DaemonEvent: Sendable {
   case progress(folder: String, done: Int64, total: Int64)
   /// A conversion thread finished (converted, failed, cancelled) at `end` (wall time).
   case finished(folder: String, result: Result<ConversionOutcome, any Error>, end: Date)
+  /// An `exec_after` command of a converted checkpoint ended.
+  case hookFinished(folder: String, outcome: ExecOutcome, end: Date)
 }
 
 /// What the daemon tells an observer (tests, benchmarks) after each input it handled.
