@@ -122,6 +122,31 @@ def wakeups_between(before: dict, after: dict, skip=()) -> int:
     return sum(count - before.get(tid, 0) for tid, count in after.items() if tid not in skip)
 
 
+def drain(sock):
+    """Reads what the daemon sent (systemd reads its notify socket too)."""
+    while True:
+        try:
+            sock.recv(4096)
+        except (BlockingIOError, socket.timeout):
+            return
+
+
+def watch_wakeups(pid: int, seconds: float, sock=None):
+    """Voluntary context switches of every thread over `seconds`, sampled every half second so that a thread
+    that exits meanwhile (libdispatch retires idle workers after a few seconds) still counts. Returns (all
+    threads, all but libdispatch's manager thread)."""
+    first = voluntary_switches(pid)
+    last = dict(first)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        if sock is not None:
+            drain(sock)
+        last.update(voluntary_switches(pid))
+    manager = dispatch_manager_threads(pid)
+    return wakeups_between(first, last), wakeups_between(first, last, manager)
+
+
 def start_daemon(config: str, sock_path: str, extra_env=None):
     """Starts `ckptd run`; returns (process, socket, seconds to READY=1)."""
     if os.path.exists(sock_path):
@@ -146,11 +171,7 @@ def idle_wakeups(config: str, sock_path: str, extra_env):
     try:
         sock.settimeout(0)
         time.sleep(10)  # start-up's helper threads have exited by then
-        s0 = voluntary_switches(proc.pid)
-        time.sleep(IDLE)
-        s1 = voluntary_switches(proc.pid)
-        manager = dispatch_manager_threads(proc.pid)
-        return wakeups_between(s0, s1), wakeups_between(s0, s1, manager)
+        return watch_wakeups(proc.pid, IDLE, sock)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -194,12 +215,8 @@ def main():
         watches = inotify_watches(proc.pid)
         time.sleep(10)  # start-up's helper threads have exited by then
         c0 = proc_cpu_seconds(proc.pid)
-        s0 = voluntary_switches(proc.pid)
-        time.sleep(IDLE)
+        idle_switches = watch_wakeups(proc.pid, IDLE)
         idle_cpu = proc_cpu_seconds(proc.pid) - c0
-        s1 = voluntary_switches(proc.pid)
-        manager = dispatch_manager_threads(proc.pid)
-        idle_switches = (wakeups_between(s0, s1), wakeups_between(s0, s1, manager))
         # Conversion latency: a new checkpoint in one watched directory.
         out = os.path.join(root, "runs", "run-0000")
         ck = os.path.join(out, "checkpoint-99999")
