@@ -27,7 +27,7 @@ build-release: setup-system
 run: build-release
 	scripts/run-demo.sh .build/release/ckptd $(CONFIG)
 
-test: setup build lint swift-test interop fuzz-smoke
+test: setup build lint swift-test tsan interop fuzz-smoke
 
 # The daemon suite runs on its own: it drives a test clock and waits on the daemon's notes (no sleeps), but its
 # inotify events still share the machine with the CPU-heavy format suites.

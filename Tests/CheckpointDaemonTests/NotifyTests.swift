@@ -46,7 +46,20 @@ final class NotifySocket {
   }
 }
 
-@Suite struct NotifyTests {
+@Suite(.timeLimit(.minutes(1))) struct NotifyTests {
+  /// A notify socket nobody reads (a hung or stopped manager) must not block the daemon's actor: once its
+  /// queue is full (net.unix.max_dgram_qlen), messages are dropped, not waited for.
+  @Test func fullSocketDropsInsteadOfBlocking() throws {
+    let path = NSTemporaryDirectory() + "ckptd-full-\(UUID().uuidString).sock"
+    let socket = try NotifySocket(name: path)
+    let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": path])
+    var sent = 0
+    for _ in 0..<2000 where notifier.watchdog() { sent += 1 }
+    #expect(sent > 0)
+    #expect(sent < 2000)
+    #expect(socket.receive() == "WATCHDOG=1")
+  }
+
   @Test func pathSocketReceivesReadyStatusWatchdogReloadStopping() throws {
     let dir = CoreTempDir()
     let socket = try NotifySocket(name: dir.sub("notify.sock"))

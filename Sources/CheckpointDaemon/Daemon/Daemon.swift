@@ -225,6 +225,7 @@ public actor Daemon {
       if !stopping { handle(message) }
     case .timer:
       armedDeadline = nil
+      timerTask = nil
       timerFired()
     case .stop(let reason):
       beginStop(reason: reason)
@@ -299,9 +300,12 @@ public actor Daemon {
     return candidates.compactMap { $0 }.min()
   }
 
+  /// Keeps one timer at the next deadline. A later deadline keeps the armed timer (it fires early, finds
+  /// nothing due and re-arms): a burst of events that each push a folder's deadline creates no task each.
   private func rearmTimer() {
     let next = nextDeadline()
-    guard next != armedDeadline || (next != nil && timerTask == nil) else { return }
+    if let next, let armed = armedDeadline, timerTask != nil, armed <= next { return }
+    guard next != armedDeadline || timerTask == nil else { return }
     timerTask?.cancel()
     timerTask = nil
     armedDeadline = next
