@@ -12,7 +12,8 @@ struct ZeroLayoutBuilder {
     CheckpointError(.invalidFormat, path: path, message)
   }
 
-  /// Tensors in `zero_to_fp32.py` order (buffers, frozen parameters, trainable parameters) and aliases.
+  /// Tensors in `zero_to_fp32.py` order (buffers, frozen parameters, trainable parameters), every floating
+  /// one as float32 (its default output dtype), and aliases.
   func build() throws -> ([DistributedTensor], [(alias: String, target: String)]) {
     var tensors: [DistributedTensor] = []
     var names = Set<String>()
@@ -23,20 +24,20 @@ struct ZeroLayoutBuilder {
         tensors[index] = tensor  // a later assignment replaces, as in the Python dict
       }
     }
-    // Buffers: floating ones become fp32 (`v.float()`), others keep their dtype.
+    // Buffers first, in module order.
     for (name, info) in rank0.module where rank0.bufferNames.contains(name) {
-      let source = try rank0.file.source(info)
-      if info.dtype.isCastableFloat && info.dtype != .f32 {
-        add(
-          DistributedTensor(
-            name: name, dtype: .f32, shape: info.shape,
-            source: try CastSource(inner: source, from: info.dtype, to: .f32)))
-      } else {
-        add(DistributedTensor(name: name, dtype: info.dtype, shape: info.shape, source: source))
-      }
+      add(DistributedTensor(name: name, dtype: info.dtype, shape: info.shape, source: try rank0.file.source(info)))
     }
     for tensor in try frozen() { add(tensor) }
     for tensor in try stage == 3 ? trainable3() : trainable12() { add(tensor) }
+    // zero_to_fp32.py writes every floating tensor as float32 (buffers and frozen bf16 parameters too).
+    tensors = try tensors.map { tensor in
+      guard tensor.dtype.isCastableFloat, tensor.dtype != .f32 else { return tensor }
+      var cast = tensor
+      cast.dtype = .f32
+      cast.source = try CastSource(inner: tensor.source, from: tensor.dtype, to: .f32)
+      return cast
+    }
     var aliases: [(alias: String, target: String)] = []
     for (alias, target) in rank0.sharedParams where names.contains(target) {
       if names.contains(alias) {
