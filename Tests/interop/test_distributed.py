@@ -256,3 +256,43 @@ def test_metadata_calling_something_else(fixtures, run_ckptd, tmp_path):
     (folder / ".metadata").write_bytes(literal_os_system_pickle(marker))
     line = refused(run_ckptd, folder, tmp_path / "out", folder / ".metadata")
     assert "os.system" in line and not marker.exists()
+
+
+# ---- inspect and verify ----
+
+
+@pytest.mark.parametrize("case", ["zero1_fp32_frozen", "zero3_bf16", "trainer_fsdp2", "dcp_fsdp1_odd"])
+def test_inspect_lists_consolidated_tensors(fixtures, run_ckptd, case):
+    from interop_helpers import inspect_tensors
+
+    folder = source_folder(fixtures, case)
+    rc, out, err = run_ckptd("inspect", str(folder), "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    want = expected(fixtures, case)
+    assert doc["worldSize"] == 2
+    assert doc["kind"] == ("PyTorch Distributed Checkpoint" if "zero" not in case else
+                           f"DeepSpeed ZeRO stage {CASES[case][1]['stage']}")
+    listed = inspect_tensors(out)
+    assert listed == {n: (t.dtype, list(t.shape)) for n, t in want.items()}
+    tied = set(doc["aliases"])
+    assert doc["parameterCount"] == sum(t.numel() for n, t in want.items() if n not in tied)
+    rc, text, err = run_ckptd("inspect", str(folder))
+    assert rc == 0 and "world size: 2" in text and all(name in text for name in want)
+
+
+@pytest.mark.parametrize("case", ["zero2_fp32", "zero3_fp32_frozen", "trainer_fsdp1", "dcp_fsdp2_odd"])
+def test_verify_distributed_against_outputs(fixtures, run_ckptd, tmp_path, case):
+    folder = copy_case(fixtures, case, tmp_path)
+    if CASES[case][0] == "zero" and (folder / "model.safetensors").exists():
+        (folder / "model.safetensors").unlink()  # distributed-only: the folder stands for its consolidated model
+    out = consolidate(run_ckptd, folder, tmp_path / "out", "safetensors")
+    rc, stdout, err = run_ckptd("verify", str(folder), str(out))
+    assert rc == 0 and stdout.startswith("same:"), (stdout, err)
+    # A different model fails.
+    other = "zero3_bf16" if case != "zero3_bf16" else "zero2_fp32"
+    other_out = consolidate(run_ckptd, source_folder(fixtures, other), tmp_path / "other", "safetensors",
+                            "--consolidate", "always")
+    if CASES[case][0] != "dcp":
+        rc, stdout, err = run_ckptd("verify", str(folder), str(other_out))
+        assert rc == 1 and "differ" in err, (stdout, err)
