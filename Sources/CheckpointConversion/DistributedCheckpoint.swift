@@ -1,3 +1,4 @@
+import CLinux
 import CheckpointFormats
 
 #if canImport(Glibc)
