@@ -36,7 +36,9 @@ struct ZeroFixture {
       op(0x52)
     }
     /// A 1-D float32 tensor over storage `key` of `storageNumel` elements.
-    mutating func tensor(key: String, storageNumel: Int, count: Int, wrapped: Bool = false) {
+    mutating func tensor(
+      key: String, storageNumel: Int, count: Int, wrapped: Bool = false, storageClass: String = "FloatStorage"
+    ) {
       if wrapped {
         global("torch._tensor", "_rebuild_from_type_v2")
         mark()
@@ -48,7 +50,7 @@ struct ZeroFixture {
       mark()
       mark()
       string("storage")
-      global("torch", "FloatStorage")
+      global("torch", storageClass)
       string(key)
       string("cpu")
       int(storageNumel)
@@ -108,12 +110,24 @@ struct ZeroFixture {
     try output.commit(replace: true)
   }
 
-  /// Model states: `param_shapes` (one group) and `shared_params`.
-  func modelStates(_ name: String, shapes: [(String, [Int])], shared: [(String, String)]) throws {
+  /// Model states: `param_shapes` (one group) and `shared_params`; with `buffers`, `module` also holds an
+  /// int64 buffer `steps` = [7, 8] and a bfloat16 buffer `scale` = [1.5, -2] (listed in `buffer_names`).
+  func modelStates(_ name: String, shapes: [(String, [Int])], shared: [(String, String)], buffers: Bool = false)
+    throws
+  {
     var p = Pickle()
     p.dict([
-      ("module", { $0.op(0x7D) }),
-      ("buffer_names", { $0.list([]) }),
+      (
+        "module",
+        { p in
+          guard buffers else { return p.op(0x7D) }
+          p.dict([
+            ("steps", { $0.tensor(key: "0", storageNumel: 2, count: 2, storageClass: "LongStorage") }),
+            ("scale", { $0.tensor(key: "1", storageNumel: 2, count: 2, storageClass: "BFloat16Storage") }),
+          ])
+        }
+      ),
+      ("buffer_names", { p in p.list(buffers ? [{ $0.string("steps") }, { $0.string("scale") }] : []) }),
       ("optimizer", { $0.op(0x4E) }),
       (
         "param_shapes",
@@ -137,7 +151,9 @@ struct ZeroFixture {
       ("shared_params", { p in p.dict(shared.map { alias, target in (alias, { $0.string(target) }) }) }),
       ("dp_world_size", { $0.int(2) }),
     ])
-    try writeZip(name, pickle: p, records: [])
+    let steps = [Int64(7), 8].flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    let scale: [UInt8] = [0xC0, 0x3F, 0x00, 0xC0]  // bfloat16 1.5, -2.0
+    try writeZip(name, pickle: p, records: buffers ? [("0", steps), ("1", scale)] : [])
   }
 
   /// One rank's optimizer file holding one fp32 group (`values`, over a storage of `storageNumel`).
@@ -189,7 +205,8 @@ struct ZeroFixture {
   /// (its padding stripped, storage of 4). b crosses the rank boundary. `c` is tied to `a`.
   func writeZero2(tag: String = "global_step4") throws {
     try FileManager.default.createDirectory(atPath: folder + "/" + tag, withIntermediateDirectories: true)
-    try modelStates("\(tag)/mp_rank_00_model_states.pt", shapes: [("a", [3]), ("b", [2, 2])], shared: [("c", "a")])
+    try modelStates(
+      "\(tag)/mp_rank_00_model_states.pt", shapes: [("a", [3]), ("b", [2, 2])], shared: [("c", "a")], buffers: true)
     try optimStates(
       "\(tag)/zero_pp_rank_0_mp_rank_00_optim_states.pt", stage: 2, values: [1, 2, 3, 4], storageNumel: 4)
     try optimStates("\(tag)/zero_pp_rank_1_mp_rank_00_optim_states.pt", stage: 2, values: [5, 6, 7], storageNumel: 4)

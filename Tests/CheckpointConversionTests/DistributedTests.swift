@@ -34,12 +34,20 @@ import Testing
     let model = try DistributedCheckpoint.read(folder: zero.folder)
     #expect(model.kind == .zero(stage: stage))
     #expect(model.worldSize == 2)
-    #expect(model.tensors.map(\.name) == ["a", "b"])
-    #expect(model.tensors.map(\.shape) == [[3], [2, 2]])
-    #expect(try bytes(model.tensors[0].source) == ZeroFixture.f32([1, 2, 3]))
-    #expect(try bytes(model.tensors[1].source) == ZeroFixture.f32([4, 5, 6, 7]))
+    // ZeRO-2's fixture has buffers: first, int64 kept, bfloat16 as float32 (zero_to_fp32.py's output dtype).
+    let buffers = stage == 2 ? ["steps", "scale"] : []
+    #expect(model.tensors.map(\.name) == buffers + ["a", "b"])
+    let params = Array(model.tensors.suffix(2))
+    #expect(params.map(\.shape) == [[3], [2, 2]])
+    #expect(try bytes(params[0].source) == ZeroFixture.f32([1, 2, 3]))
+    #expect(try bytes(params[1].source) == ZeroFixture.f32([4, 5, 6, 7]))
+    if stage == 2 {
+      #expect(model.tensors[0].dtype == .i64 && model.tensors[1].dtype == .f32)
+      #expect(try bytes(model.tensors[0].source) == [7, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0])
+      #expect(try bytes(model.tensors[1].source) == ZeroFixture.f32([1.5, -2]))
+    }
     #expect(model.aliases.map(\.alias) == ["c"] && model.aliases.map(\.target) == ["a"])
-    #expect(model.parameterCount == 7)
+    #expect(model.parameterCount == 7 + buffers.count * 2)
   }
 
   @Test(arguments: [WeightFormat.torch, .safetensors])
