@@ -152,3 +152,16 @@ import Testing
     #expect(names.shuffled().sorted(by: DistributedFolder.naturalLess) == names)
   }
 }
+
+extension DistributedTests {
+  @Test func aStrayLatestFileIsNotACheckpoint() throws {
+    let fixtures = try Fixtures()
+    defer { fixtures.remove() }
+    let folder = try fixtures.folder("runs")
+    try Data("checkpoint-500".utf8).write(to: URL(fileURLWithPath: folder + "/latest"))
+    #expect(DistributedCheckpoint.detect(folder: folder) == nil)
+    #expect(try !Consolidator.shouldConsolidate(folder: folder, mode: .always))
+    _ = try fixtures.folder("runs/checkpoint-500")
+    #expect(DistributedCheckpoint.detect(folder: folder) == nil)
+  }
+}

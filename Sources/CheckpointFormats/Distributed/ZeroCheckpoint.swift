@@ -18,11 +18,15 @@ public enum ZeroCheckpoint {
     public var optimFiles: [String]
   }
 
-  /// True if `folder` looks like a ZeRO checkpoint: a `latest` file, or a `global_step*` folder with rank
-  /// files (checked without reading any pickle).
+  /// True if `folder` looks like a ZeRO checkpoint (checked without reading any pickle): a `global_step*`
+  /// folder with rank files, or a `latest` file naming a folder with rank files. A stray `latest` alone is
+  /// not enough.
   public static func looksLike(folder: String) -> Bool {
-    if DistributedFolder.isFile(DistributedFolder.join(folder, "latest")) { return true }
-    return !tagFolders(folder).isEmpty
+    if !tagFolders(folder).isEmpty { return true }
+    guard let tag = try? latestTag(folder: folder) else { return false }
+    return (DistributedFolder.names(DistributedFolder.join(folder, tag)) ?? []).contains {
+      $0.hasSuffix("_optim_states.pt") || $0.hasSuffix("_model_states.pt")
+    }
   }
 
   /// `global_step*` folders holding `*_optim_states.pt` files.
