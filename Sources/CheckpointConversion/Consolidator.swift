@@ -21,6 +21,15 @@ public enum Consolidator {
     return try CheckpointScanner.scan(folder: folder).sets.isEmpty
   }
 
+  /// What `ckptd convert` and the daemon call: consolidates `path` when `shouldConsolidate` says so,
+  /// otherwise converts it as an ordinary checkpoint (`Converter.convert`).
+  public static func convert(path: String, mode: ConsolidateMode, options: ConversionOptions) throws
+    -> ConversionResult
+  {
+    try shouldConsolidate(folder: path, mode: mode)
+      ? consolidate(folder: path, options: options) : Converter.convert(path: path, options: options)
+  }
+
   /// The output file name for `target`.
   public static func outputName(_ target: WeightFormat) -> String {
     target == .safetensors ? "model.safetensors" : "pytorch_model.bin"

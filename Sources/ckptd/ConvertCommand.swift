@@ -110,10 +110,7 @@ struct ConvertCommand: AsyncParsableCommand {
       }
       bar.begin(path)
       defer { bar.finish() }
-      let result =
-        try Consolidator.shouldConsolidate(folder: path, mode: consolidate)
-        ? Consolidator.consolidate(folder: path, options: options)
-        : Converter.convert(path: path, options: options)
+      let result = try Consolidator.convert(path: path, mode: consolidate, options: options)
       bar.finish()
       if !json { print(Self.summary(result)) }
       results.append(result)
