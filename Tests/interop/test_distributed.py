@@ -296,3 +296,12 @@ def test_verify_distributed_against_outputs(fixtures, run_ckptd, tmp_path, case)
     if CASES[case][0] != "dcp":
         rc, stdout, err = run_ckptd("verify", str(folder), str(other_out))
         assert rc == 1 and "differ" in err, (stdout, err)
+
+
+@pytest.mark.parametrize("case", DCP)
+def test_dcp_equals_live_model(fixtures, run_ckptd, tmp_path, case):
+    """Plain DCP of FSDP1/FSDP2 modules: the consolidated file equals the live model's gathered state dict."""
+    out = consolidate(run_ckptd, source_folder(fixtures, case), tmp_path, "safetensors")
+    got, _ = load_st_open(out)
+    live = torch.load(fixtures / case / "live_state_dict.pt", map_location="cpu", weights_only=True)
+    assert_same_dict(got, dict(live), f"{case}: ")
