@@ -182,6 +182,14 @@ public enum ZeroCheckpoint {
   /// Reads the checkpoint `latest` names in `folder` and lays out the consolidated model.
   public static func read(folder: String) throws -> DistributedModel {
     let layout = try layout(folder: folder)
+    if let parallel = (layout.modelFiles + layout.optimFiles).first(where: {
+      !$0.hasSuffix("mp_rank_00_model_states.pt")
+        && !$0.hasSuffix("mp_rank_00_optim_states.pt")
+    }) {
+      throw CheckpointError(
+        .unsupported, path: parallel,
+        "tensor or pipeline parallel ZeRO checkpoints (mp_rank other than 00) are not supported")
+    }
     guard let firstOptim = layout.optimFiles.first else {
       throw CheckpointError(.invalidFormat, path: layout.tagFolder, "has no *_optim_states.pt file")
     }
