@@ -10,3 +10,5 @@ if [ -x "$here/scripts/bench/daemon_bench.py" ] || [ -f "$here/scripts/bench/dae
   "$venv/bin/python" "$here/scripts/bench/daemon_bench.py"
 fi
 "$venv/bin/python" "$here/scripts/bench/bench.py"
+# Distributed checkpoints (issue 12): replaces its own section of BENCHMARKS.md, so it runs after bench.py.
+"$venv/bin/python" "$here/scripts/bench/dist_bench.py"

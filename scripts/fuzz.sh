@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-${FUZZ_SECONDS:-60}}
 out=$here/.build-fuzz
 mkdir -p "$out/crashes"
-sources=("$here"/Sources/CheckpointFormats/*.swift)
+sources=("$here"/Sources/CheckpointFormats/*.swift "$here"/Sources/CheckpointFormats/Distributed/*.swift)
 status=0
 bin=$out/ckptd-fuzz
 newest=$(ls -t "${sources[@]}" "$here"/Tests/fuzz/*.swift | head -1)
@@ -22,7 +22,7 @@ if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
     "${sources[@]}" "$here"/Tests/fuzz/*.swift -lz -o "$bin" 2>&1 | grep -v 'Cannot export local symbol' || true
   [ -x "$bin" ] || { echo "fuzz: build of $bin failed"; exit 1; }
 fi
-for harness in Safetensors Zip Pickle; do
+for harness in Safetensors Zip Pickle Zero DCP; do
   lower=$(echo "$harness" | tr 'A-Z' 'a-z')
   corpus=$out/corpus-$lower
   mkdir -p "$corpus"

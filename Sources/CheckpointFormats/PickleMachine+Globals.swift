@@ -33,9 +33,37 @@ extension PickleMachine {
     return names
   }()
 
+  /// Classes of DeepSpeed ZeRO and torch DCP files that become inert `PickleObject` records (only with
+  /// `distributedGlobals`): built by `NEWOBJ` or `REDUCE`, given state by `BUILD`, never constructed.
+  static let distributedRecordTypes: Set<String> = [
+    "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+    "deepspeed.runtime.zero.config.ZeroStageEnum",
+    "deepspeed.utils.tensor_fragment.fragment_address",
+    "torch.distributed.checkpoint.metadata.Metadata",
+    "torch.distributed.checkpoint.metadata.TensorStorageMetadata",
+    "torch.distributed.checkpoint.metadata.BytesStorageMetadata",
+    "torch.distributed.checkpoint.metadata.TensorProperties",
+    "torch.distributed.checkpoint.metadata.ChunkStorageMetadata",
+    "torch.distributed.checkpoint.metadata.MetadataIndex",
+    "torch.distributed.checkpoint.metadata.StorageMeta",
+    "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING",
+    "torch.distributed.checkpoint.filesystem._StorageInfo",
+    "torch.serialization._get_layout",
+    "pathlib.PosixPath",
+    "pathlib._local.PosixPath",
+  ]
+
+  /// Further names distributed files use: the ZeRO-3 tensor subclass wrapper and its class argument.
+  static let distributedNames: Set<String> = ["torch._tensor._rebuild_from_type_v2", "torch.Tensor"]
+
   /// Resolves a `GLOBAL` against the allowlist. The result is only a name; nothing is imported.
   func resolveGlobal(module: String, name: String) throws -> PickleValue {
     let full = "\(module).\(name)"
+    if distributedGlobals,
+      PickleMachine.distributedRecordTypes.contains(full) || PickleMachine.distributedNames.contains(full)
+    {
+      return .global(module: module, name: name)
+    }
     let allowed: Bool
     switch module {
     case "torch":
@@ -53,8 +81,9 @@ extension PickleMachine {
     return .global(module: module, name: name)
   }
 
-  /// `NEWOBJ`: only `OrderedDict()` is built this way.
+  /// `NEWOBJ`: only `OrderedDict()` is built this way, and (distributed files) inert records.
   func newObject(_ cls: PickleValue, _ args: PickleValue) throws -> PickleValue {
+    if let record = try distributedRecord(cls, args) { return record }
     guard case .global("collections", "OrderedDict") = cls, args.asTuple?.isEmpty == true else {
       throw fail(.forbidden, "refuses NEWOBJ of \(cls.kind) at byte \(opcodeStart)")
     }
@@ -68,6 +97,10 @@ extension PickleMachine {
     }
     guard let args = argsValue.asTuple else {
       throw fail(.invalidFormat, "pickle REDUCE at byte \(opcodeStart) has \(argsValue.kind) arguments")
+    }
+    if let record = try distributedRecord(callable, argsValue) { return record }
+    if distributedGlobals, module == "torch._tensor", name == "_rebuild_from_type_v2" {
+      return try rebuildFromType(args)
     }
     switch "\(module).\(name)" {
     case "collections.OrderedDict":
@@ -106,5 +139,44 @@ extension PickleMachine {
       dict.set(items[0], items[1])
     }
     return .dict(dict)
+  }
+}
+
+extension PickleMachine {
+  /// An inert record when `cls` is one of `distributedRecordTypes` (and they are enabled), else nil.
+  func distributedRecord(_ cls: PickleValue, _ argsValue: PickleValue) throws -> PickleValue? {
+    guard distributedGlobals, case .global(let module, let name) = cls,
+      PickleMachine.distributedRecordTypes.contains("\(module).\(name)")
+    else { return nil }
+    guard let args = argsValue.asTuple else {
+      throw fail(.invalidFormat, "\(module).\(name) at byte \(opcodeStart) built from \(argsValue.kind)")
+    }
+    let record = PickleObject(type: "\(module).\(name)", args: args)
+    guard record.depth <= limits.maxDepth else {
+      throw fail(.limitExceeded, "pickle nests containers deeper than \(limits.maxDepth)")
+    }
+    for arg in args { adopt(arg) }
+    return .object(record)
+  }
+
+  /// `BUILD` on an inert record: the state is kept as data, once.
+  func buildRecord(_ record: PickleObject, _ state: PickleValue) throws {
+    guard record.state == nil, !record.nested else {
+      throw fail(.unsupported, "pickle BUILDs \(record.type) twice or after nesting it (byte \(opcodeStart))")
+    }
+    record.depth = try depthAfterAdding(state, to: record.depth)
+    adopt(state)
+    record.state = state
+  }
+
+  /// `_rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, args, state)`: ZeRO-3's flat groups. Only
+  /// this exact form is accepted; the attribute dict (`ds_id`) is ignored.
+  func rebuildFromType(_ args: [PickleValue]) throws -> PickleValue {
+    guard args.count == 4, case .global("torch._utils", "_rebuild_tensor_v2") = args[0],
+      case .global("torch", "Tensor") = args[1], let inner = args[2].asTuple
+    else {
+      throw fail(.forbidden, "refuses _rebuild_from_type_v2 at byte \(opcodeStart) other than a torch.Tensor rebuild")
+    }
+    return try rebuildTensor(inner, version: 2)
   }
 }

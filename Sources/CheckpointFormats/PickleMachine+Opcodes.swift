@@ -138,6 +138,10 @@ extension PickleMachine {
   /// BUILD: only the state of an (Ordered)dict is accepted, and ignored (`_metadata`).
   func build(_ state: PickleValue) throws {
     let target = try top()
+    if case .object(let record) = target {
+      try buildRecord(record, state)
+      return
+    }
     guard case .dict = target else {
       throw fail(.forbidden, "refuses BUILD on \(target.kind) at byte \(opcodeStart)")
     }

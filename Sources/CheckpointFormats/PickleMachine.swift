@@ -23,6 +23,9 @@ final class PickleMachine {
   var tensorCount = 0
   /// Where the current opcode started, relative to the pickle's start.
   var opcodeStart: Int64 = 0
+  /// Also accept the globals of DeepSpeed ZeRO and torch DCP files, as inert records
+  /// (`PickleMachine+Globals.swift`).
+  var distributedGlobals = false
 
   init(input: PickleInput, limits: TorchReader.Limits) {
     self.input = input
@@ -115,6 +118,7 @@ final class PickleMachine {
     switch value {
     case .list(let l): l.nested = true
     case .dict(let d): d.nested = true
+    case .object(let o): o.nested = true
     default: break
     }
   }

@@ -18,6 +18,9 @@ enum PickleValue {
   indirect case storage(PickleStorageRef)
   /// A tensor produced by `_rebuild_tensor_*` / `_rebuild_parameter`; `name` is filled in later.
   indirect case tensor(TensorInfo)
+  /// An inert record of an allowlisted class (distributed checkpoints only): its name, the arguments it
+  /// was built with and its `BUILD` state. Nothing is constructed or called.
+  case object(PickleObject)
 
   /// Container nesting depth (0 for scalars), bounded by the machine so deinit never recurses deeply.
   var depth: Int {
@@ -25,6 +28,7 @@ enum PickleValue {
     case .tuple(let t): t.depth
     case .list(let l): l.depth
     case .dict(let d): d.depth
+    case .object(let o): o.depth
     default: 0
     }
   }
@@ -44,6 +48,7 @@ enum PickleValue {
     case .global(let module, let name): "\(module).\(name)"
     case .storage: "storage"
     case .tensor: "tensor"
+    case .object(let o): "\(o.type) object"
     }
   }
 
@@ -116,4 +121,21 @@ struct PickleStorageRef {
   var key: String
   var location: String
   var numel: Int64
+}
+
+/// An inert record of an allowlisted class: `NEWOBJ`/`REDUCE` arguments and the `BUILD` state, kept as
+/// data. Frozen once nested, like `PickleList`.
+final class PickleObject {
+  /// `module.name` of the class.
+  let type: String
+  let args: [PickleValue]
+  var state: PickleValue?
+  var depth: Int
+  var nested = false
+
+  init(type: String, args: [PickleValue]) {
+    self.type = type
+    self.args = args
+    self.depth = 1 + (args.map(\.depth).max() ?? 0)
+  }
 }

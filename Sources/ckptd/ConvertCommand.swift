@@ -66,6 +66,13 @@ struct ConvertCommand: AsyncParsableCommand {
   @Flag(help: "Print a JSON summary of what was written instead of the progress and text summary.")
   var json = false
 
+  @Option(
+    help: ArgumentHelp(
+      "DeepSpeed ZeRO or Distributed Checkpoint (FSDP) folders: consolidate them into one weight file when "
+        + "they hold no model weights of their own (auto), always, or never.",
+      valueName: "auto|always|never"))
+  var consolidate: ConsolidateMode = .auto
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -103,7 +110,7 @@ struct ConvertCommand: AsyncParsableCommand {
       }
       bar.begin(path)
       defer { bar.finish() }
-      let result = try Converter.convert(path: path, options: options)
+      let result = try Consolidator.convert(path: path, mode: consolidate, options: options)
       bar.finish()
       if !json { print(Self.summary(result)) }
       results.append(result)
@@ -145,3 +152,5 @@ struct ConvertCommand: AsyncParsableCommand {
     return lines.joined(separator: "\n")
   }
 }
+
+extension ConsolidateMode: ExpressibleByArgument {}

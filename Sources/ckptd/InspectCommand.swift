@@ -36,6 +36,7 @@ struct InspectCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    if try Self.inspectDistributed(file, json: json) { return }
     let stateDict = try WeightFile.open(path: file)
     let rows = stateDict.tensors.map { tensor in
       TensorRow(

@@ -10,7 +10,8 @@ struct VerifyCommand: AsyncParsableCommand {
       Compares every tensor name, dtype, shape and byte. A and B may be files in either format \
       (safetensors or PyTorch .bin) or checkpoint folders, whose weight files are compared as one set; \
       tied weights recorded as safetensors metadata aliases count as tensors. Exits 0 when everything \
-      matches, 1 with the first difference otherwise.
+      matches, 1 with the first difference otherwise. A DeepSpeed ZeRO or Distributed Checkpoint folder \
+      without weights of its own stands for its consolidated model.
       """
   )
 
@@ -21,7 +22,7 @@ struct VerifyCommand: AsyncParsableCommand {
   var second: String
 
   func run() async throws {
-    let count = try TensorComparison.compare(first, second)
+    let count = try DistributedComparison.compare(first, second)
     print("same: \(count) tensors match bit for bit")
   }
 }
