@@ -83,6 +83,11 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    .testTarget(
+      name: "ckptdTests",
+      dependencies: ["ckptd", "CheckpointFormats", "CheckpointConversion"],
+      swiftSettings: swiftSettings
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

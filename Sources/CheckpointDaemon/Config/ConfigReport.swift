@@ -24,6 +24,9 @@ public enum ConfigReport {
       out.append("  keep_source = \(watch.keepSource)")
       out.append("  verify = \(watch.verify)")
       out.append("  manifest = \(watch.manifestPath)")
+      out.append(
+        "  max_shard_size = "
+          + (watch.maxShardBytes.map { "\(watch.maxShardSize) (\($0) bytes)" } ?? "\"\" (keep the source's sharding)"))
     }
     if !config.masked.isEmpty {
       out.append("")

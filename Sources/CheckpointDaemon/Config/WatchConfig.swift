@@ -20,6 +20,10 @@ public struct WatchConfig: Sendable, Equatable {
   public var verify: Bool
   /// The manifest file name, relative to `path` (an absolute path is taken as is).
   public var manifest: String
+  /// `max_shard_size` as written ("" keeps the source's sharding; see `ShardSize`).
+  public var maxShardSize: String = ""
+  /// `max_shard_size` in bytes; nil keeps the source's sharding.
+  public var maxShardBytes: Int64?
   /// The drop-in file this watch came from.
   public var sourceFile: String
 
