@@ -6,7 +6,7 @@ SWIFT ?= swift
 CONFIG ?= config/ckptd.toml
 PREFIX ?= /usr/local
 
-.PHONY: fuzz-smoke all setup setup-system setup-python build build-release run test swift-test tsan interop lint bench fuzz install clean
+.PHONY: deb test-deb fuzz-smoke all setup setup-system setup-python build build-release run test swift-test tsan interop lint bench fuzz install clean
 
 all: build
 
@@ -27,7 +27,7 @@ build-release: setup-system
 run: build-release
 	scripts/run-demo.sh .build/release/ckptd $(CONFIG)
 
-test: setup build lint swift-test tsan interop fuzz-smoke
+test: setup build lint swift-test tsan interop fuzz-smoke test-deb
 
 # The daemon suite runs on its own: it drives a test clock and waits on the daemon's notes (no sleeps), but its
 # inotify events still share the machine with the CPU-heavy format suites.
@@ -73,5 +73,14 @@ install: build-release
 	install -D -m 0644 systemd/ckptd.service.d/10-output-dirs.conf.example \
 	  $(DESTDIR)$(PREFIX)/share/ckptd/examples/ckptd.service.d/10-output-dirs.conf
 
+# The Debian package ckptd_VERSION_ARCH.deb (packaging/debian): a static-runtime release build in .build-deb,
+# man pages from swift-argument-parser's generate-manual plugin, completions, the unit with /usr/bin/ckptd.
+deb: setup-system
+	SWIFT=$(SWIFT) packaging/debian/build-deb.sh
+
+# Installs the package on this machine, checks it (lintian, --version, man, systemd-analyze) and purges it.
+test-deb: deb
+	scripts/test-deb.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-deb

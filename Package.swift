@@ -94,6 +94,11 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    .testTarget(
+      name: "ckptdTests",
+      dependencies: ["ckptd", "CheckpointFormats", "CheckpointConversion"],
+      swiftSettings: swiftSettings
+    ),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -24,6 +24,9 @@ public struct ConversionOptions: Sendable {
   /// Polled between chunks; returning true stops the conversion with a `.cancelled` error and removes
   /// every temporary.
   public var isCancelled: (@Sendable () -> Bool)?
+  /// Split the outputs into shards of at most this many bytes (`max_shard_size`, see `ShardSize`); nil keeps
+  /// the source's sharding.
+  public var maxShardSize: Int64?
   /// Test hook: fail with an injected I/O error once this many bytes have been written.
   public var failAfterBytes: Int64?
 
@@ -31,7 +34,7 @@ public struct ConversionOptions: Sendable {
     target: WeightFormat, dtype: CastTarget = .keep, outDir: String? = nil, verify: Bool = true,
     removeSource: Bool = false, force: Bool = false, hashSources: Bool = false,
     progress: (@Sendable (Int64, Int64) -> Void)? = nil, isCancelled: (@Sendable () -> Bool)? = nil,
-    failAfterBytes: Int64? = nil
+    failAfterBytes: Int64? = nil, maxShardSize: Int64? = nil
   ) {
     self.target = target
     self.dtype = dtype
@@ -43,5 +46,6 @@ public struct ConversionOptions: Sendable {
     self.progress = progress
     self.isCancelled = isCancelled
     self.failAfterBytes = failAfterBytes
+    self.maxShardSize = maxShardSize
   }
 }

@@ -8,8 +8,8 @@ import Foundation
 
 /// An index file to write for a converted sharded set.
 public struct IndexConversion: Sendable {
-  /// The source index path.
-  public var input: String
+  /// The source index path; nil when a resharded output needs an index its unsharded source did not have.
+  public var input: String?
   /// The output index path.
   public var output: String
   /// The rewritten index: shard names mapped, aliases kept, `total_size` recomputed.
@@ -35,8 +35,18 @@ public struct ConversionPlan: Sendable {
   /// What was found.
   public var outcome: ConversionResult.Outcome
 
+  /// Source index files that get no output index (a sharded source resharded into one file).
+  public var retiredIndexes: [String] = []
+
+  /// Every source weight file, once each, in plan order.
+  public var sourceWeightPaths: [String] {
+    var seen = Set<String>()
+    return files.flatMap { [$0.input] + $0.inputs }.filter { seen.insert($0).inserted }
+  }
+  /// Every source index file.
+  public var sourceIndexPaths: [String] { indexes.compactMap(\.input) + retiredIndexes }
   /// Source paths: every input weight file and index.
-  public var sourcePaths: [String] { files.map(\.input) + indexes.map(\.input) }
+  public var sourcePaths: [String] { sourceWeightPaths + sourceIndexPaths }
   /// Output paths: every output weight file and index.
   public var outputPaths: [String] { files.map(\.output) + indexes.map(\.output) }
 
@@ -74,6 +84,10 @@ public struct ConversionPlan: Sendable {
 
   /// Plans one weight set (single file, or index plus shards).
   mutating func add(_ set: WeightSet, options: ConversionOptions) throws {
+    if let limit = options.maxShardSize, let stem = ShardPlanning.reshardableStem(of: set, to: target) {
+      try addResharded(set, stem: stem, limit: limit)
+      return
+    }
     var renames: [String: String] = [:]
     var planned: [FileConversion] = []
     for name in set.files {

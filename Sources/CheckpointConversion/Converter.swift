@@ -77,7 +77,8 @@ public enum Converter {
     }
     for index in plan.indexes {
       let output = try OutputFile(
-        path: index.output, mode: FileSystem.permissions(of: index.input), sha256: options.hashOutputs)
+        path: index.output, mode: FileSystem.permissions(of: index.input ?? plan.files.first?.input ?? plan.folder),
+        sha256: options.hashOutputs)
       pending.append(output)
       try output.write(index.index.serialized())
       FileSystem.markWrittenByCkptd(fd: output.fd)
@@ -91,7 +92,7 @@ public enum Converter {
     if options.removeSource {
       // Index files first: a kill part-way then leaves shards without an index, never an index that
       // names a shard already removed (which the next run would refuse).
-      for source in plan.indexes.map(\.input) + plan.files.map(\.input) {
+      for source in plan.sourceIndexPaths + plan.sourceWeightPaths {
         try FileSystem.remove(source)
         result.removedSources.append(source)
       }
@@ -134,8 +135,9 @@ public enum Converter {
       throw CheckpointError(.mismatch, path: file.output, "the written file does not read back: \(error.message)")
     }
     var expected: [ExpectedTensor] = []
-    for view in file.source.logicalTensors() {
-      let source = try FileConversion.castSource(file.source, view, dtype: dtype)
+    for found in file.expected {
+      let view = found.view
+      let source = try FileConversion.castSource(found.stateDict, view, dtype: dtype)
       expected.append(
         ExpectedTensor(name: view.name, dtype: dtype.outputDType(for: view.dtype), shape: view.shape, source: source))
     }

@@ -2,18 +2,21 @@ import CheckpointFormats
 
 /// The plan for one output file: which source it reads, where it goes, and what it will hold.
 public struct FileConversion: Sendable {
+  /// Every source file the output reads from.
+  public var inputs: [String] { Array(Set(expected.map(\.stateDict.file.path) + [input])).sorted() }
+
   /// What the output holds, ready for the writer.
   public enum Content: Sendable {
     case safetensors(tensors: [OutputTensor], metadata: [String: String])
     case torch(storages: [OutputStorage], tensors: [TensorInfo], archiveName: String)
   }
 
-  /// The source file path.
+  /// The source file path (the first, when a resharded output gathers tensors from several files).
   public var input: String
   /// The final output path.
   public var output: String
-  /// The source file's tensor descriptors.
-  public var source: StateDict
+  /// Every name the output will answer to, with the source view its bytes come from (before any cast).
+  public var expected: [FoundTensor]
   /// What will be written.
   public var content: Content
   /// Names written as aliases: `[dropped: kept]` (safetensors metadata, or torch names sharing storage).
@@ -25,9 +28,14 @@ public struct FileConversion: Sendable {
 
   /// Bytes verification compares: every name of the source (aliases included), in the output dtype.
   public var verifyBytes: Int64 {
-    source.logicalTensors().reduce(Int64(0)) { total, tensor in
-      total + Int64(tensor.elementCount) * Int64(dtype.outputDType(for: tensor.dtype).byteSize)
+    expected.reduce(Int64(0)) { total, found in
+      total + Int64(found.view.elementCount) * Int64(dtype.outputDType(for: found.view.dtype).byteSize)
     }
+  }
+
+  /// Every source view of `source` (its logical tensors, aliases included).
+  static func expected(in source: StateDict) -> [FoundTensor] {
+    source.logicalTensors().map { FoundTensor(stateDict: source, view: $0) }
   }
 
   /// The dtype choice the content was planned with.
@@ -84,7 +92,8 @@ public struct FileConversion: Sendable {
     metadata["format"] = "pt"
     let names = outputs.map(\.name) + aliases.keys.sorted()
     return FileConversion(
-      input: input, output: output, source: source, content: .safetensors(tensors: outputs, metadata: metadata),
+      input: input, output: output, expected: expected(in: source),
+      content: .safetensors(tensors: outputs, metadata: metadata),
       aliases: aliases, names: names, uniqueBytes: bytes, dtype: dtype)
   }
 
@@ -118,7 +127,7 @@ public struct FileConversion: Sendable {
     }
     let archive = WeightNaming.archiveName(for: OutputFile.split(output).1)
     return FileConversion(
-      input: input, output: output, source: source,
+      input: input, output: output, expected: expected(in: source),
       content: .torch(storages: storages, tensors: tensors, archiveName: archive), aliases: aliases, names: order,
       uniqueBytes: bytes, dtype: dtype)
   }

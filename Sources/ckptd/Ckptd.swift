@@ -1,4 +1,5 @@
 import ArgumentParser
+import CheckpointDaemon
 import CheckpointFormats
 
 #if canImport(Glibc)
@@ -10,6 +11,8 @@ struct Ckptd: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ckptd",
     abstract: "Converts training checkpoints between safetensors and PyTorch .bin, as they land.",
+    // The one version constant: the status file and the Debian package (`make deb` asks the binary) use it too.
+    version: Daemon.version,
     subcommands: [
       RunCommand.self, ConvertCommand.self, InspectCommand.self, VerifyCommand.self, StatusCommand.self,
       ConfigCommand.self,

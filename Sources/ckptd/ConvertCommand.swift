@@ -3,6 +3,7 @@ import CheckpointConversion
 import CheckpointDaemon
 import CheckpointFormats
 import Foundation
+import Synchronization
 
 /// `ckptd convert`: one-shot conversion of checkpoint folders or single weight files.
 struct ConvertCommand: AsyncParsableCommand {
@@ -73,6 +74,14 @@ struct ConvertCommand: AsyncParsableCommand {
       valueName: "auto|always|never"))
   var consolidate: ConsolidateMode = .auto
 
+  @Option(
+    name: .customLong("max-shard-size"),
+    help: ArgumentHelp(
+      "Split the outputs into shards of at most this size, as transformers' save_pretrained does (\"5GB\" = 5*10^9 "
+        + "bytes, \"4GiB\" = 4*2^30, a plain number is bytes); \"\" keeps the source's sharding.",
+      valueName: "size"))
+  var maxShardSize: String = ""
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -83,13 +92,20 @@ struct ConvertCommand: AsyncParsableCommand {
   }
 
   /// Set by SIGINT/SIGTERM: the conversion stops at the next chunk and removes its temporaries.
-  nonisolated(unsafe) static var interrupted = false
+  static let interrupted = Atomic<Bool>(false)
 
   func run() async throws {
+    let shardLimit: Int64?
+    do {
+      shardLimit = try ShardSize.parse(maxShardSize)
+    } catch {
+      FileHandleOutput.standardError("ckptd: --max-shard-size: \(error.message)")
+      throw ExitCode(2)
+    }
     // A closed stdout/stderr pipe must not kill a conversion half way; Ctrl-C cancels it cleanly.
     signal(SIGPIPE, SIG_IGN)
-    signal(SIGINT) { _ in ConvertCommand.interrupted = true }
-    signal(SIGTERM) { _ in ConvertCommand.interrupted = true }
+    signal(SIGINT) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
+    signal(SIGTERM) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -97,30 +113,76 @@ struct ConvertCommand: AsyncParsableCommand {
         throw CheckpointError(.io, path: out, "cannot create the output folder")
       }
     }
-    let bar = ProgressBar()
-    var results: [ConversionResult] = []
-    for path in paths {
-      var options = ConversionOptions(
-        target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
-        removeSource: removeSource, force: force, isCancelled: { ConvertCommand.interrupted })
-      // Output hashes are only reported in the JSON summary; without them the bytes need not pass by.
-      options.hashOutputs = json
-      if !json {
-        options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
-      }
-      bar.begin(path)
-      defer { bar.finish() }
-      let result = try Consolidator.convert(path: path, mode: consolidate, options: options)
-      bar.finish()
-      if !json { print(Self.summary(result)) }
-      results.append(result)
+    let bar: (any ProgressReporting)? = json ? nil : ProgressBar()
+    var options = ConversionOptions(
+      target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
+      removeSource: removeSource, force: force,
+      isCancelled: { ConvertCommand.interrupted.load(ordering: .relaxed) })
+    options.maxShardSize = shardLimit
+    // Output hashes are only reported in the JSON summary; without them the bytes need not pass by.
+    options.hashOutputs = json
+    if let bar {
+      options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
     }
+    let batch = Self.convertEach(
+      paths, bar: bar, isInterrupted: { ConvertCommand.interrupted.load(ordering: .relaxed) },
+      convert: { try Consolidator.convert(path: $0, mode: consolidate, options: options) },
+      onResult: { if !json { print(Self.summary($0)) } },
+      onFailure: { FileHandleOutput.standardError("ckptd: \($0)") })
     if json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-      let data = try encoder.encode(results)
+      let data = try encoder.encode(batch.results)
       print(String(decoding: data, as: UTF8.self))
     }
+    if !batch.failures.isEmpty { throw ExitCode.failure }
+  }
+
+  /// What a run over several paths did.
+  struct Batch {
+    var results: [ConversionResult] = []
+    /// One line per path that failed, naming the file.
+    var failures: [String] = []
+  }
+
+  /// Converts every path it can, in order: a failing path is reported (one line, naming the file) and the
+  /// next one is tried; an interrupt stops before the next path. The progress reporter gets exactly one
+  /// `begin` and one `finish` per path tried.
+  static func convertEach(
+    _ paths: [String], bar: (any ProgressReporting)?, isInterrupted: () -> Bool,
+    convert: (String) throws -> ConversionResult, onResult: (ConversionResult) -> Void,
+    onFailure: (String) -> Void
+  ) -> Batch {
+    var batch = Batch()
+    for path in paths {
+      if isInterrupted() {
+        let line = "\(path): not converted: interrupted"
+        onFailure(line)
+        batch.failures.append(line)
+        return batch
+      }
+      bar?.begin(path)
+      let outcome = Result { try convert(path) }
+      bar?.finish()
+      switch outcome {
+      case .success(let result):
+        onResult(result)
+        batch.results.append(result)
+      case .failure(let error):
+        let line = failureLine(error, path: path)
+        onFailure(line)
+        batch.failures.append(line)
+      }
+    }
+    return batch
+  }
+
+  /// One line naming the file: the error's own path, or the path given when the error has none.
+  static func failureLine(_ error: any Error, path: String) -> String {
+    if let error = error as? CheckpointError {
+      return error.path.isEmpty ? "\(path): \(error.message)" : error.description
+    }
+    return "\(path): \(error)"
   }
 
   /// The text summary of one conversion.

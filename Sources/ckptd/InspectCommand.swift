@@ -1,6 +1,5 @@
 import ArgumentParser
 import CheckpointFormats
-import Foundation
 
 /// `ckptd inspect FILE`: format, metadata and every tensor of one weight file.
 struct InspectCommand: AsyncParsableCommand {
@@ -17,7 +16,7 @@ struct InspectCommand: AsyncParsableCommand {
   var json = false
 
   /// One tensor in the JSON output.
-  struct TensorRow: Encodable {
+  struct TensorRow {
     var name: String
     var dtype: String
     var shape: [Int]
@@ -26,7 +25,7 @@ struct InspectCommand: AsyncParsableCommand {
   }
 
   /// The JSON document.
-  struct Report: Encodable {
+  struct Report {
     var file: String
     var format: String
     var metadata: [String: String]
@@ -47,12 +46,27 @@ struct InspectCommand: AsyncParsableCommand {
       file: file, format: stateDict.formatDetail, metadata: stateDict.metadata, tensorCount: rows.count,
       totalBytes: rows.reduce(0) { $0 + $1.bytes }, tensors: rows)
     if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-      print(String(decoding: try encoder.encode(report), as: UTF8.self))
+      print(String(decoding: Self.json(report).encoded(indent: 2, asciiOnly: false), as: UTF8.self))
     } else {
       print(Self.table(report))
     }
+  }
+
+  /// The JSON document, keys sorted, two-space indent; empty objects and arrays print as `{}` and `[]`.
+  static func json(_ report: Report) -> JSONValue {
+    let tensors = report.tensors.map { row in
+      var members: [String: JSONValue] = [
+        "name": .string(row.name), "dtype": .string(row.dtype), "shape": .array(row.shape.map { .integer($0) }),
+        "bytes": .integer(Int(row.bytes)),
+      ]
+      if let storage = row.storage { members["storage"] = .string(storage) }
+      return JSONValue.sortedObject(members)
+    }
+    return .sortedObject([
+      "file": .string(report.file), "format": .string(report.format),
+      "metadata": .sortedObject(report.metadata.mapValues { .string($0) }), "tensorCount": .integer(report.tensorCount),
+      "totalBytes": .integer(Int(report.totalBytes)), "tensors": .array(tensors),
+    ])
   }
 
   /// The human table.

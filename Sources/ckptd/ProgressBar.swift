@@ -1,63 +1,83 @@
 import CheckpointDaemon
 import CheckpointFormats
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-/// Progress on standard error: a redrawn bar (bytes, rate, time left) on a terminal, a plain line every
-/// 10 % otherwise. Used from the one thread that runs a conversion.
-final class ProgressBar: @unchecked Sendable {
-  private let isTerminal = isatty(2) == 1
-  private var label = ""
-  private var started = 0.0
-  private var lastDraw = 0.0
-  private var lastStep = -1
-  private var drawn = false
+/// What `ckptd convert` reports progress to: one `begin`, any number of `update`s, then one `finish` per path.
+protocol ProgressReporting: Sendable {
+  /// Starts reporting on `label` (a checkpoint folder or file).
+  func begin(_ label: String)
+  /// Shows `done` of `total` bytes.
+  func update(done: Int64, total: Int64)
+  /// Ends the report on the current label.
+  func finish()
+}
 
-  /// Starts a new bar for `label` (a checkpoint folder or file).
-  func begin(_ label: String) {
-    self.label = label
-    started = ProgressBar.now()
-    lastDraw = 0
-    lastStep = -1
-    drawn = false
+/// Progress on standard error: a redrawn bar (bytes, rate, time left) on a terminal, a plain line every
+/// 10 % otherwise. Updates come from the thread that runs a conversion; the state sits behind a mutex.
+final class ProgressBar: ProgressReporting {
+  private struct State {
+    var label = ""
+    var started = 0.0
+    var lastDraw = 0.0
+    var lastStep = -1
+    var drawn = false
   }
 
-  /// Shows `done` of `total` bytes.
+  private let isTerminal: Bool
+  private let write: @Sendable (String) -> Void
+  private let state = Mutex(State())
+
+  /// A bar on standard error (`isTerminal` decides between the redrawn bar and plain lines).
+  init(isTerminal: Bool = isatty(2) == 1, write: @escaping @Sendable (String) -> Void = ProgressBar.writeStandardError)
+  {
+    self.isTerminal = isTerminal
+    self.write = write
+  }
+
+  func begin(_ label: String) {
+    let now = ProgressBar.now()
+    state.withLock { $0 = State(label: label, started: now) }
+  }
+
   func update(done: Int64, total: Int64) {
     guard total > 0 else { return }
     let fraction = Swift.min(1, Double(done) / Double(total))
     let now = ProgressBar.now()
-    let elapsed = now - started
-    if isTerminal {
-      guard now - lastDraw >= 0.1 || done >= total else { return }
-      lastDraw = now
-      let width = 24
-      let filled = Int(fraction * Double(width))
-      let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-      let rate = elapsed > 0 ? Double(done) / elapsed : 0
-      let left = rate > 0 ? Double(total - done) / rate : 0
-      let line =
-        "\r\(label) [\(bar)] \(Int(fraction * 100))% \(StatusRenderer.bytes(done))/\(StatusRenderer.bytes(total)) "
-        + "\(StatusRenderer.bytes(Int64(rate)))/s ETA \(ProgressBar.duration(left))\u{1B}[K"
-      ProgressBar.writeStandardError(line)
-      drawn = true
-    } else {
+    let isTerminal = isTerminal
+    let line: String? = state.withLock { state in
+      if isTerminal {
+        guard now - state.lastDraw >= 0.1 || done >= total else { return nil }
+        state.lastDraw = now
+        state.drawn = true
+        let elapsed = now - state.started
+        let width = 24
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        return "\r\(state.label) [\(bar)] \(Int(fraction * 100))% "
+          + "\(StatusRenderer.bytes(done))/\(StatusRenderer.bytes(total)) "
+          + "\(StatusRenderer.bytes(Int64(rate)))/s ETA \(ProgressBar.duration(left))\u{1B}[K"
+      }
       let step = Int(fraction * 10)
-      guard step > lastStep else { return }
-      lastStep = step
-      ProgressBar.writeStandardError(
-        "\(label): \(step * 10)% (\(StatusRenderer.bytes(done)) of \(StatusRenderer.bytes(total)))\n")
+      guard step > state.lastStep else { return nil }
+      state.lastStep = step
+      return "\(state.label): \(step * 10)% (\(StatusRenderer.bytes(done)) of \(StatusRenderer.bytes(total)))\n"
     }
+    if let line { write(line) }
   }
 
   /// Clears the bar (terminal) so that the summary line starts on a clean line.
   func finish() {
-    if isTerminal && drawn {
-      ProgressBar.writeStandardError("\r\u{1B}[K")
+    let wasDrawn = state.withLock { state in
+      defer { state.drawn = false }
+      return state.drawn
     }
-    drawn = false
+    if isTerminal && wasDrawn { write("\r\u{1B}[K") }
   }
 
   static func now() -> Double {
@@ -74,7 +94,7 @@ final class ProgressBar: @unchecked Sendable {
     return h > 0 ? "\(h):\(two(m)):\(two(s))" : "\(m):\(two(s))"
   }
 
-  static func writeStandardError(_ text: String) {
-    _ = text.withCString { pointer in write(2, pointer, strlen(pointer)) }
+  @Sendable static func writeStandardError(_ text: String) {
+    _ = text.withCString { pointer in Glibc.write(2, pointer, strlen(pointer)) }
   }
 }

@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 import Foundation
 import TOMLKit
@@ -99,6 +100,7 @@ extension ConfigLoader {
   static let dropinKeys: Set<String> = [
     "path", "format", "dtype", "pattern", "ready_marker", "settle_seconds", "keep_source", "verify", "manifest",
     "exec_after", "exec_timeout_seconds",
+    "max_shard_size",
   ]
 
   private static func parseDropin(keys: TOMLKeys, file: String) throws -> WatchConfig {
@@ -158,6 +160,22 @@ extension ConfigLoader {
         throw ConfigKeyError("exec_timeout_seconds must be more than 0 and at most 604800, not \(timeout)")
       }
       watch.execTimeoutSeconds = timeout
+    }
+    if let value = keys.table["max_shard_size"] {
+      let text: String
+      if let number = value.int {
+        text = String(number)
+      } else if let string = value.string {
+        text = string
+      } else {
+        throw ConfigKeyError("max_shard_size must be a size such as \"5GB\" or \"4GiB\", not a TOML \(value.type)")
+      }
+      do {
+        watch.maxShardBytes = try ShardSize.parse(text)
+      } catch {
+        throw ConfigKeyError("max_shard_size: \(error.message)")
+      }
+      watch.maxShardSize = text
     }
     return watch
   }

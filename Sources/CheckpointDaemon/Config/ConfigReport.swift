@@ -29,6 +29,9 @@ public enum ConfigReport {
         out.append("  exec_after = \(watch.execAfter.map { "\"\($0)\"" }.joined(separator: " "))")
         out.append("  exec_timeout_seconds = \(formatSeconds(watch.execTimeoutSeconds))")
       }
+      out.append(
+        "  max_shard_size = "
+          + (watch.maxShardBytes.map { "\(watch.maxShardSize) (\($0) bytes)" } ?? "\"\" (keep the source's sharding)"))
     }
     if !config.masked.isEmpty {
       out.append("")

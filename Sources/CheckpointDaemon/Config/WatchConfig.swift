@@ -24,6 +24,10 @@ public struct WatchConfig: Sendable, Equatable {
   public var execAfter: [String] = []
   /// Seconds before a running `exec_after` command's process group gets SIGTERM (`exec_timeout_seconds`).
   public var execTimeoutSeconds: Double = WatchConfig.defaultExecTimeoutSeconds
+  /// `max_shard_size` as written ("" keeps the source's sharding; see `ShardSize`).
+  public var maxShardSize: String = ""
+  /// `max_shard_size` in bytes; nil keeps the source's sharding.
+  public var maxShardBytes: Int64?
   /// The drop-in file this watch came from.
   public var sourceFile: String
 

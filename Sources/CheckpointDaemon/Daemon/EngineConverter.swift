@@ -14,7 +14,7 @@ public struct EngineConverter: CheckpointConverting {
   ) throws -> ConversionOutcome {
     let options = ConversionOptions(
       target: watch.format, dtype: watch.dtype, verify: watch.verify, removeSource: !watch.keepSource,
-      hashSources: true, progress: progress, isCancelled: isCancelled)
+      hashSources: true, progress: progress, isCancelled: isCancelled, maxShardSize: watch.maxShardBytes)
     let result = try Converter.convert(path: folder, options: options)
     func files(_ records: [ConversionResult.FileRecord]) -> [ManifestFile] {
       records.map { record in
