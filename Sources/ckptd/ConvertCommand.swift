@@ -117,8 +117,7 @@ struct ConvertCommand: AsyncParsableCommand {
     var options = ConversionOptions(
       target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
       removeSource: removeSource, force: force,
-      isCancelled: { ConvertCommand.interrupted.load(ordering: .relaxed) })
-    options.maxShardSize = shardLimit
+      isCancelled: { ConvertCommand.interrupted.load(ordering: .relaxed) }, maxShardSize: shardLimit)
     // Output hashes are only reported in the JSON summary; without them the bytes need not pass by.
     options.hashOutputs = json
     if let bar {

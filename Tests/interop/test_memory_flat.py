@@ -85,6 +85,7 @@ def sources(tmp_path_factory):
 ROUTES = [
     pytest.param(["--to", "bin"], id="st->bin verify"),
     pytest.param(["--to", "bin", "--dtype", "bf16"], id="st->bin bf16 verify"),
+    pytest.param(["--to", "bin", "--max-shard-size", "100MB"], id="st->sharded bin verify"),
     pytest.param(None, id="bin->st verify"),
 ]
 
@@ -105,12 +106,14 @@ def test_peak_rss_flat(ckptd_bin, sources, route):
                 code, err, _ = peak_rss_mib(ckptd_bin, ["convert", folder, "--to", "bin", "--out", binary_in])
                 assert code == 0, err
             code, err, rss = peak_rss_mib(ckptd_bin, ["convert", binary_in, "--to", "safetensors", "--out", out])
-            written = out / "model.safetensors"
+            written = [out / "model.safetensors"]
         else:
             code, err, rss = peak_rss_mib(ckptd_bin, ["convert", folder, *route, "--out", out])
-            written = out / "pytorch_model.bin"
+            written = sorted(out.glob("pytorch_model*.bin"))
+            if "--max-shard-size" in route and size > 100:
+                assert len(written) > 1 and (out / "pytorch_model.bin.index.json").exists(), written
         assert code == 0, err
-        assert written.stat().st_size >= data // (2 if "bf16" in (route or []) else 1)
+        assert sum(p.stat().st_size for p in written) >= data // (2 if "bf16" in (route or []) else 1)
         peaks[size] = rss
     small, large = peaks[SIZES_MIB[0]], peaks[SIZES_MIB[-1]]
     assert large < RSS_LIMIT_MIB, f"peak RSS {large:.1f} MiB for {SIZES_MIB[-1]} MiB (limit {RSS_LIMIT_MIB})"

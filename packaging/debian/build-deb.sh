@@ -17,20 +17,27 @@ out="${DEB_OUT:-$repo}"
 # Reproducible timestamps: the date of the newest changelog entry.
 epoch="$(dpkg-parsechangelog -l "$here/changelog" -S Timestamp)"
 export SOURCE_DATE_EPOCH="$epoch"
-day="$(date -u -d "@$epoch" +%Y-%m-%d)"
-
-# Man pages first: the plugin builds the package in release mode without --static-swift-stdlib, so the static
-# link below comes last (it only relinks).
-echo "deb: man pages (swift package plugin generate-manual)"
-mandir="$scratch/plugins/GenerateManual/outputs/ckptd"
-rm -rf "$mandir"
-"$SWIFT" package --scratch-path "$scratch" plugin generate-manual --configuration release --multi-page \
-  --date "$day" --section 1 --authors "ckptd maintainers" >/dev/null
-[ -f "$mandir/ckptd.1" ] || { echo "deb: generate-manual wrote no $mandir/ckptd.1" >&2; exit 1; }
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
 
 echo "deb: release build (static Swift runtime)"
-"$SWIFT" build -c release --static-swift-stdlib --scratch-path "$scratch" --product ckptd -Xswiftc -warnings-as-errors
-bin="$("$SWIFT" build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/ckptd"
+link=(-c release --static-swift-stdlib --scratch-path "$scratch" -Xlinker -z -Xlinker now)
+"$SWIFT" build "${link[@]}" --product ckptd
+bin="$("$SWIFT" build "${link[@]}" --show-bin-path)/ckptd"
+
+# Man pages with swift-argument-parser's generate-manual plugin. `swift package plugin generate-manual` would
+# first build the whole package again in its own configuration (a second full release build, as the static
+# runtime changes every compile); asking the plugin for --help builds just its generate-manual tool, which
+# then reads the binary above (`ckptd --experimental-dump-help`) exactly as the plugin would run it.
+echo "deb: man pages (generate-manual)"
+"$SWIFT" package --scratch-path "$scratch" plugin generate-manual --help >/dev/null
+tool="$("$SWIFT" build --scratch-path "$scratch" --show-bin-path)/generate-manual-tool"
+[ -x "$tool" ] || { echo "deb: the generate-manual plugin built no $tool" >&2; exit 1; }
+mandir="$stage/man"
+mkdir -p "$mandir"
+"$tool" "$bin" --multi-page --date "$(date -u -d "@$epoch" +%Y-%m-%d)" --section 1 \
+  --authors "ckptd maintainers" --output-directory "$mandir"
+[ -f "$mandir/ckptd.1" ] || { echo "deb: generate-manual wrote no ckptd.1" >&2; exit 1; }
 
 version="$("$bin" --version)"
 debversion="$(dpkg-parsechangelog -l "$here/changelog" -S Version)"
@@ -40,8 +47,6 @@ if [ "${debversion%-*}" != "$version" ]; then
 fi
 arch="$(dpkg --print-architecture)"
 
-stage="$(mktemp -d)"
-trap 'rm -rf "$stage"' EXIT
 root="$stage/root"
 doc="$root/usr/share/doc/ckptd"
 
@@ -53,6 +58,7 @@ install -d "$root/lib/systemd/system"
 sed -e 's|/usr/local/bin/ckptd|/usr/bin/ckptd|g' \
   -e 's|^# Installed by `make install` to /etc/systemd/system/ckptd.service.|# Installed by the ckptd Debian package.|' \
   -e 's|see systemd/ckptd.service.d/10-output-dirs.conf.example|see /usr/share/doc/ckptd/examples/ckptd.service.d/10-output-dirs.conf|' \
+  -e '/^Description=/a Documentation=man:ckptd-run(1) man:ckptd(1)' \
   systemd/ckptd.service >"$root/lib/systemd/system/ckptd.service"
 chmod 0644 "$root/lib/systemd/system/ckptd.service"
 grep -q '^ExecStart=/usr/bin/ckptd run' "$root/lib/systemd/system/ckptd.service" || {
@@ -70,15 +76,24 @@ install -m 0644 "$here/copyright" "$doc/copyright"
 gzip -9n <"$here/changelog" >"$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
+# generate-manual names a subcommand's page ckptd.convert.1 and its NAME "ckptd convert", which man-db's
+# whatis cannot index; the Debian convention (git-commit.1) is ckptd-convert.1 with NAME ckptd-convert. Blank
+# lines in help texts become paragraph breaks (.Pp) instead of groff warnings.
 install -d "$root/usr/share/man/man1"
 for page in "$mandir"/*.1; do
-  gzip -9n <"$page" >"$root/usr/share/man/man1/$(basename "$page").gz"
+  base="$(basename "$page" .1)"
+  title="${base//./ }"
+  name="${base//./-}"
+  sed -e '/^$/c\.Pp' -e '/^\.Xr ckptd\./{s/ckptd\.\([a-z]*\)\.\([a-z]*\)/ckptd-\1-\2/;s/ckptd\.\([a-z]*\)/ckptd-\1/}' \
+    -e "s/^\.Dt [A-Z.]* 1$/.Dt ${name^^} 1/" -e "s/^\.Nm \"$title\"$/.Nm $name/" -e "s/^\.Nm$/.Nm \"$title\"/" \
+    "$page" | gzip -9n >"$root/usr/share/man/man1/$name.1.gz"
 done
 chmod 0644 "$root"/usr/share/man/man1/*.gz
 
 install -d "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
   "$root/usr/share/fish/vendor_completions.d"
-"$bin" --generate-completion-script bash >"$root/usr/share/bash-completion/completions/ckptd"
+# bash-completion sources the file: no #! line.
+"$bin" --generate-completion-script bash | sed '1{/^#!/d}' >"$root/usr/share/bash-completion/completions/ckptd"
 "$bin" --generate-completion-script zsh >"$root/usr/share/zsh/vendor-completions/_ckptd"
 "$bin" --generate-completion-script fish >"$root/usr/share/fish/vendor_completions.d/ckptd.fish"
 chmod 0644 "$root/usr/share/bash-completion/completions/ckptd" "$root/usr/share/zsh/vendor-completions/_ckptd" \
