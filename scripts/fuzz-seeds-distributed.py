@@ -19,7 +19,7 @@ here = Path(__file__).resolve().parent
 sys.path.insert(0, str(here.parent / "Tests" / "interop" / "producers"))
 import generate  # noqa: E402
 
-root = generate.generate(["zero1_fp32_frozen", "zero2_bf16_frozen", "zero3_bf16", "dcp_fsdp1_odd", "dcp_fsdp2_odd"])
+root = generate.generate(["zero1_fp32_frozen", "zero2_bf16_frozen", "zero3_bf16", "dcp_fsdp1_odd", "dcp_fsdp2_odd", "dcp_tp_split"])
 out = here.parent / "Tests" / "fuzz" / "seeds"
 (out / "zero").mkdir(parents=True, exist_ok=True)
 (out / "dcp").mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ for case in ("zero1_fp32_frozen", "zero2_bf16_frozen", "zero3_bf16"):
         torch.save(shrink(state), buf)
         (out / "zero" / f"{case}-{path.stem}.pt").write_bytes(buf.getvalue())
 
-for case in ("dcp_fsdp1_odd", "dcp_fsdp2_odd"):
+for case in ("dcp_fsdp1_odd", "dcp_fsdp2_odd", "dcp_tp_split"):
     folder = root / case / "dcp"
     meta = (folder / ".metadata").read_bytes()
     first = (folder / "__0_0.distcp").read_bytes()

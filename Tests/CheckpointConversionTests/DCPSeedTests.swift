@@ -56,6 +56,23 @@ import Testing
     #expect(try bytes(try #require(byName["scalar"]).source) == Fixtures.f32([0.25]))
   }
 
+  @Test func readsTensorParallelSplits() throws {
+    let fixtures = try Fixtures()
+    defer { fixtures.remove() }
+    let folder = try fixtures.folder("dcp")
+    _ = try unpack("dcp_tp_split.bin", into: folder)
+    let model = try DistributedCheckpoint.read(folder: folder)
+    let byName = Dictionary(uniqueKeysWithValues: model.tensors.map { ($0.name, $0) })
+    #expect(byName["col.weight"]?.shape == [5, 7])
+    #expect(byName["cube"]?.shape == [3, 4, 5])
+    #expect(byName["last"]?.dtype == .bf16)
+    let rep = try #require(byName["rep"])
+    #expect(try bytes(rep.source) == (0..<6).flatMap { v in withUnsafeBytes(of: Int64(v).littleEndian) { Array($0) } })
+    let out = try fixtures.folder("out")
+    _ = try Consolidator.consolidate(folder: folder, options: ConversionOptions(target: .torch, outDir: out))
+    #expect(try DistributedComparison.compare(folder, out + "/pytorch_model.bin") == 5)
+  }
+
   @Test func readinessWaitsForMetadataAndCompleteRankFiles() throws {
     let fixtures = try Fixtures()
     defer { fixtures.remove() }

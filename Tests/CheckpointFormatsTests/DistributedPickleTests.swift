@@ -93,3 +93,23 @@ import Testing
     #expect(throws: CheckpointError.self) { _ = try run(bytes, distributed: true) }
   }
 }
+
+/// Chunks split along a later dimension are streamed in C order, row by row.
+@Suite struct ChunkGridSourceTests {
+  @Test func interleavesRowsOfChunksSplitAlongDimension1() throws {
+    let folder = try FixtureFolder()
+    // A 2x3 u8 tensor split into columns [0, 2) and [2, 3): chunk A = 1 2 / 4 5, chunk B = 3 / 6.
+    let path = try folder.write("chunks", [1, 2, 4, 5, 3, 6])
+    let file = try ReadableFile(path: path)
+    let source = ChunkGridSource(
+      size: [2, 3], split: 1, itemSize: 1,
+      chunks: [
+        .init(offsets: [0, 2], sizes: [2, 1], piece: FilePiece(file: file, offset: 4, byteCount: 2)),
+        .init(offsets: [0, 0], sizes: [2, 2], piece: FilePiece(file: file, offset: 0, byteCount: 4)),
+      ])
+    var out: [UInt8] = []
+    try StreamBuffer.with(size: 1) { scratch in try source.stream(scratch: scratch) { out += $0 } }
+    #expect(out == [1, 2, 3, 4, 5, 6])
+    #expect(source.byteCount == 6)
+  }
+}

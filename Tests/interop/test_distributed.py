@@ -23,7 +23,7 @@ from make_dist import CASES, gpt2_config  # noqa: E402
 
 ZERO = [c for c, (kind, _) in CASES.items() if kind == "zero"]
 TRAINER_FSDP = [c for c, (kind, _) in CASES.items() if kind == "trainer_fsdp"]
-DCP = [c for c, (kind, _) in CASES.items() if kind == "dcp"]
+DCP = [c for c, (kind, _) in CASES.items() if kind.startswith("dcp")]
 TIED = ("lm_head.weight", "transformer.wte.weight")
 
 
@@ -33,7 +33,7 @@ def fixtures():
 
 
 def source_folder(root: Path, case: str) -> Path:
-    return root / case / ("dcp" if CASES[case][0] == "dcp" else "checkpoint-2")
+    return root / case / ("dcp" if CASES[case][0].startswith("dcp") else "checkpoint-2")
 
 
 def reference(root: Path, case: str) -> dict:
@@ -261,7 +261,7 @@ def test_metadata_calling_something_else(fixtures, run_ckptd, tmp_path):
 # ---- inspect and verify ----
 
 
-@pytest.mark.parametrize("case", ["zero1_fp32_frozen", "zero3_bf16", "trainer_fsdp2", "dcp_fsdp1_odd"])
+@pytest.mark.parametrize("case", ["zero1_fp32_frozen", "zero3_bf16", "trainer_fsdp2", "dcp_fsdp1_odd", "dcp_tp_split"])
 def test_inspect_lists_consolidated_tensors(fixtures, run_ckptd, case):
     from interop_helpers import inspect_tensors
 
@@ -300,7 +300,8 @@ def test_verify_distributed_against_outputs(fixtures, run_ckptd, tmp_path, case)
 
 @pytest.mark.parametrize("case", DCP)
 def test_dcp_equals_live_model(fixtures, run_ckptd, tmp_path, case):
-    """Plain DCP of FSDP1/FSDP2 modules: the consolidated file equals the live model's gathered state dict."""
+    """Plain DCP of FSDP1/FSDP2 modules and of DTensors split along later dimensions (tensor parallel style): the
+    consolidated file equals the live model's gathered state dict."""
     out = consolidate(run_ckptd, source_folder(fixtures, case), tmp_path, "safetensors")
     got, _ = load_st_open(out)
     live = torch.load(fixtures / case / "live_state_dict.pt", map_location="cpu", weights_only=True)

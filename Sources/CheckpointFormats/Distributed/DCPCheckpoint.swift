@@ -2,7 +2,7 @@
 /// whose items are complete `torch.save` archives, one per chunk.
 ///
 /// `read` gives the model `dcp_to_torch_save` would write: every tensor of `state_dict_metadata` in order,
-/// its chunks (dim-0 splits, empty shards allowed, replicated tensors stored once on any rank) streamed
+/// its chunks (any rectangular split, empty shards allowed, replicated tensors stored once on any rank) streamed
 /// from the rank files. accelerate/Trainer folders save `{"model": state_dict}`: their `model.` level is
 /// stripped (the planner path is `("model", fqn)`). Non-tensor entries (`BytesStorageMetadata`) are skipped.
 public enum DCPCheckpoint {
@@ -165,9 +165,8 @@ public enum DCPCheckpoint {
     var tensors: [DistributedTensor] = []
     for entry in metadata.tensors {
       let name = strip ? metadata.plannerPaths[entry.fqn]?[1] ?? entry.fqn : entry.fqn
-      let pieces = try chunkPieces(entry, metadata: metadata, metadataPath: metadataPath, open: open)
-      tensors.append(
-        DistributedTensor(name: name, dtype: entry.dtype, shape: entry.size, source: PieceSource(pieces: pieces)))
+      let source = try chunkSource(entry, metadata: metadata, metadataPath: metadataPath, open: open)
+      tensors.append(DistributedTensor(name: name, dtype: entry.dtype, shape: entry.size, source: source))
     }
     var ranks = Set<Int>()
     for name in DistributedFolder.names(folder) ?? [] where name.hasPrefix("__") && name.hasSuffix(".distcp") {
@@ -179,14 +178,20 @@ public enum DCPCheckpoint {
         + files.keys.sorted(by: DistributedFolder.naturalLess).map { DistributedFolder.join(folder, $0) })
   }
 
-  /// The file pieces of one tensor in C order: its chunks must tile it along dim 0 without gaps or overlaps.
-  static func chunkPieces(
+  /// The source of one tensor in C order. Its chunks must tile it exactly (no gaps, no overlaps); any
+  /// rectangular split works: dim-0 splits (FSDP) become a plain concatenation of the chunks, splits of
+  /// later dimensions (tensor parallel) a `ChunkGridSource` that reads each chunk's run of every row.
+  static func chunkSource(
     _ entry: TensorEntry, metadata: MetadataFile, metadataPath: String, open: (String) throws -> ReadableFile
-  ) throws -> [FilePiece] {
-    let fail = { (message: String) in CheckpointError(.invalidFormat, path: metadataPath, "'\(entry.fqn)': \(message)")
+  ) throws -> any TensorSource {
+    let fail = { (message: String) in
+      CheckpointError(.invalidFormat, path: metadataPath, "'\(entry.fqn)': \(message)")
     }
     let rank = entry.size.count
-    var ordered: [Chunk] = []
+    guard entry.chunks.count <= 16384 else {
+      throw CheckpointError(.limitExceeded, path: metadataPath, "'\(entry.fqn)' has \(entry.chunks.count) chunks")
+    }
+    var chunks: [Chunk] = []
     for chunk in entry.chunks {
       guard chunk.offsets.count == rank, chunk.sizes.count == rank else {
         throw fail("a chunk's rank differs from the tensor's \(entry.size)")
@@ -194,23 +199,27 @@ public enum DCPCheckpoint {
       for d in 0..<rank where chunk.offsets[d] + chunk.sizes[d] > entry.size[d] {
         throw fail("chunk at \(chunk.offsets) of size \(chunk.sizes) lies outside the tensor \(entry.size)")
       }
-      if elementCount(chunk.sizes) == 0 { continue }
-      for d in 1..<max(rank, 1) where chunk.offsets[d] != 0 || chunk.sizes[d] != entry.size[d] {
-        throw CheckpointError(
-          .unsupported, path: metadataPath,
-          "'\(entry.fqn)': chunks split dimension \(d); only dim-0 splits are supported")
-      }
-      ordered.append(chunk)
+      if elementCount(chunk.sizes) > 0 { chunks.append(chunk) }
     }
-    ordered.sort { ($0.offsets.first ?? 0) < ($1.offsets.first ?? 0) }
-    var next = 0
-    var pieces: [FilePiece] = []
-    for chunk in ordered {
-      let start = chunk.offsets.first ?? 0
-      guard start == next else {
-        throw fail(start < next ? "chunks overlap at row \(start)" : "chunks leave a gap at rows \(next)..<\(start)")
+    // Exact tiling: no two chunks intersect, and together they hold every element.
+    for i in chunks.indices {
+      for j in chunks.indices where j > i {
+        let (a, b) = (chunks[i], chunks[j])
+        let intersects = (0..<rank).allSatisfy { d in
+          a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d]
+        }
+        if intersects { throw fail("chunks overlap (at \(a.offsets) and \(b.offsets))") }
       }
-      next = start + (chunk.sizes.first ?? 1)
+    }
+    let covered = chunks.reduce(0) { $0 + elementCount($1.sizes) }
+    let total = elementCount(entry.size)
+    guard covered == total else {
+      throw fail(covered == 0 ? "no chunk holds its data" : "chunks leave a gap (\(covered) of \(total) elements)")
+    }
+    // The last dimension any chunk splits; dimensions after it are whole in every chunk.
+    let split = (0..<rank).last { d in chunks.contains { $0.offsets[d] != 0 || $0.sizes[d] != entry.size[d] } }
+    var located: [(chunk: Chunk, piece: FilePiece)] = []
+    for chunk in chunks {
       guard let location = metadata.storage[MetadataFile.key(entry.fqn, chunk.offsets)] else {
         throw fail("chunk at \(chunk.offsets) has no storage entry")
       }
@@ -230,15 +239,72 @@ public enum DCPCheckpoint {
       guard tensor.dtype == entry.dtype, tensor.shape == chunk.sizes else {
         throw CheckpointError(
           .invalidFormat, path: file.path,
-          "item of '\(entry.fqn)' is \(tensor.dtype.torchName) \(tensor.shape), .metadata says \(entry.dtype.torchName) \(chunk.sizes)"
-        )
+          "item of '\(entry.fqn)' is \(tensor.dtype.torchName) \(tensor.shape), .metadata says "
+            + "\(entry.dtype.torchName) \(chunk.sizes)")
       }
-      pieces.append(try item.piece(tensor, what: "'\(entry.fqn)' chunk at \(chunk.offsets)"))
+      located.append((chunk, try item.piece(tensor, what: "'\(entry.fqn)' chunk at \(chunk.offsets)")))
     }
-    let rows = entry.size.first ?? 1
-    guard next == rows || (rank > 0 && elementCount(entry.size) == 0) else {
-      throw fail(next == 0 ? "no chunk holds its data" : "chunks cover rows 0..<\(next) of \(rows)")
+    guard let split, split > 0 else {
+      // Whole, or split along dim 0 only: the chunks in row order, back to back.
+      located.sort { ($0.chunk.offsets.first ?? 0) < ($1.chunk.offsets.first ?? 0) }
+      return PieceSource(pieces: located.map(\.piece))
     }
-    return pieces
+    return ChunkGridSource(
+      size: entry.size, split: split, itemSize: entry.dtype.byteSize,
+      chunks: located.map { ChunkGridSource.Located(offsets: $0.chunk.offsets, sizes: $0.chunk.sizes, piece: $0.piece) }
+    )
+  }
+}
+
+/// A tensor tiled by chunks that split a dimension after the first: streamed in C order, row by row over
+/// dimensions `0...split`, each row's run read from the chunk that holds it (no buffering beyond the
+/// caller's scratch).
+struct ChunkGridSource: TensorSource {
+  struct Located {
+    var offsets: [Int]
+    var sizes: [Int]
+    var piece: FilePiece
+  }
+
+  let size: [Int]
+  /// The last split dimension (> 0).
+  let split: Int
+  let itemSize: Int
+  let chunks: [Located]
+
+  init(size: [Int], split: Int, itemSize: Int, chunks: [Located]) {
+    self.size = size
+    self.split = split
+    self.itemSize = itemSize
+    self.chunks = chunks.sorted { $0.offsets.lexicographicallyPrecedes($1.offsets) }
+  }
+
+  var byteCount: Int64 { Int64(elementCount(size)) * Int64(itemSize) }
+
+  func stream(scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    guard byteCount > 0 else { return }
+    let inner = size[(split + 1)...].reduce(1, *)
+    var index = [Int](repeating: 0, count: split)  // position over dimensions 0..<split
+    while true {
+      // Every chunk holding this row, in order along the split dimension.
+      for chunk in chunks
+      where (0..<split).allSatisfy({ d in
+        chunk.offsets[d] <= index[d] && index[d] < chunk.offsets[d] + chunk.sizes[d]
+      }) {
+        var row = 0
+        for d in 0..<split { row = row * chunk.sizes[d] + (index[d] - chunk.offsets[d]) }
+        let run = Int64(chunk.sizes[split] * inner * itemSize)
+        try FileRangeSource(file: chunk.piece.file, offset: chunk.piece.offset + Int64(row) * run, byteCount: run)
+          .stream(scratch: scratch, body)
+      }
+      var d = split - 1
+      while d >= 0 {
+        index[d] += 1
+        if index[d] < size[d] { break }
+        index[d] = 0
+        d -= 1
+      }
+      if d < 0 { return }
+    }
   }
 }

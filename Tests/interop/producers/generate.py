@@ -56,9 +56,9 @@ def run(argv, cwd, log):
 
 
 def torchrun(case, out, log):
-    port = str(29600 + (os.getpid() % 300))
-    run([python(), "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={port}", str(HERE / "make_dist.py"), case, str(out)], out, log)
+    # --standalone: a local rendezvous on a free port, so parallel runs never collide.
+    run([python(), "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(HERE / "make_dist.py"), case, str(out)], out, log)
 
 
 def references(case, folder, log):

@@ -33,6 +33,7 @@ CASES = {
     "trainer_fsdp2": ("trainer_fsdp", {"version": 2}),
     "dcp_fsdp2_odd": ("dcp", {"version": 2}),
     "dcp_fsdp1_odd": ("dcp", {"version": 1}),
+    "dcp_tp_split": ("dcp_tp", {}),
 }
 
 
@@ -193,6 +194,32 @@ def run_dcp(out, version):
     dist.destroy_process_group()
 
 
+def run_dcp_tp(out):
+    """DTensors split along later dimensions (tensor-parallel style Shard(1)/Shard(2), uneven), saved with dcp.save."""
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    dist.init_process_group("gloo")
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    g = torch.Generator().manual_seed(0)
+    full = {
+        "col.weight": (torch.randn(5, 7, generator=g), Shard(1)),
+        "cube": (torch.randn(3, 4, 5, generator=g), Shard(1)),
+        "last": (torch.randn(2, 3, 5, generator=g).to(torch.bfloat16), Shard(2)),
+        "rows": (torch.randn(9, 2, generator=g), Shard(0)),
+        "rep": (torch.arange(6, dtype=torch.int64), Replicate()),
+    }
+    sd = {k: distribute_tensor(t, mesh, [p]) for k, (t, p) in full.items()}
+    dcp.save(sd, checkpoint_id=out)
+    if dist.get_rank() == 0:
+        torch.save({k: t for k, (t, _) in full.items()}, os.path.join(os.path.dirname(out), "live_state_dict.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main():
     case, out = sys.argv[1], sys.argv[2]
     kind, options = CASES[case]
@@ -200,6 +227,8 @@ def main():
         run_zero(out, **options)
     elif kind == "trainer_fsdp":
         run_trainer_fsdp(out, **options)
+    elif kind == "dcp_tp":
+        run_dcp_tp(os.path.join(out, "dcp"))
     else:
         run_dcp(os.path.join(out, "dcp"), **options)
 
