@@ -19,6 +19,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.1.1"),
   ],
   targets: [
     .systemLibrary(
@@ -50,6 +51,7 @@ let package = Package(
         "CheckpointFormats",
         "CheckpointConversion",
         "CInotifyTools",
+        "CLinux",
         .product(name: "TOMLKit", package: "TOMLKit"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -80,6 +82,7 @@ let package = Package(
       dependencies: [
         "CheckpointFormats", "CheckpointConversion", "CheckpointDaemon",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "Clocks", package: "swift-clocks"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -66,6 +66,9 @@ struct ConvertCommand: AsyncParsableCommand {
   @Flag(help: "Print a JSON summary of what was written instead of the progress and text summary.")
   var json = false
 
+  @Flag(help: "When another ckptd holds the checkpoint's claim, wait for it instead of failing.")
+  var wait = false
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -92,6 +95,9 @@ struct ConvertCommand: AsyncParsableCommand {
     }
     let bar = ProgressBar()
     var results: [ConversionResult] = []
+    // A folder is converted under its claim (DESIGN.md "Shared file systems and several nodes").
+    let cluster = try ClaimedConversion.clusterSettings()
+    var claims = ClaimBook(identity: cluster.identity, ttl: cluster.ttl, clock: ContinuousClock())
     for path in paths {
       var options = ConversionOptions(
         target: format.weightFormat, dtype: dtype.castTarget, outDir: out, verify: !noVerify,
@@ -103,7 +109,29 @@ struct ConvertCommand: AsyncParsableCommand {
       }
       bar.begin(path)
       defer { bar.finish() }
-      let result = try Converter.convert(path: path, options: options)
+      var isFolder: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+        results.append(try Converter.convert(path: path, options: options))
+        bar.finish()
+        if !json, let result = results.last { print(Self.summary(result)) }
+        continue
+      }
+      let outcome = try await ClaimedConversion.run(
+        folder: path, book: &claims, clock: ContinuousClock(), wait: wait, sweep: out == nil,
+        interrupted: { ConvertCommand.interrupted },
+        isDone: { ClaimedConversion.outputsExist(path: path, options: options) }
+      ) { [options] isCancelled in
+        var claimed = options
+        claimed.isCancelled = { isCancelled() }
+        return try Converter.convert(path: path, options: claimed)
+      }
+      guard case .ran(let result, _) = outcome else {
+        bar.finish()
+        if case .finishedByOther(let holder) = outcome {
+          print("\(path): converted by \(holder) meanwhile; nothing to do")
+        }
+        continue
+      }
       bar.finish()
       if !json { print(Self.summary(result)) }
       results.append(result)
