@@ -128,7 +128,7 @@ struct ConvertCommand: AsyncParsableCommand {
       guard case .ran(let result, _) = outcome else {
         bar.finish()
         if case .finishedByOther(let holder) = outcome {
-          print("\(path): converted by \(holder) meanwhile; nothing to do")
+          print("\(path): converted while waiting for the claim of \(holder); nothing to do")
         }
         continue
       }
