@@ -193,6 +193,7 @@ import Testing
     try dir.write(".ckptd-tmp.pytorch_model.bin.abc", "x")
     try dir.write(".ckptd-tmp.model.safetensors.def", "y")
     try dir.write("model.safetensors", "keep")
+    try dir.write(".ckptd-claim.7.deadbeef", "a claim a killed process was making")
     let clock = TestClock()
     var a = ClaimBook(identity: Self.me(), ttl: Self.ttl, clock: clock)
     let claim = try #require(Self.acquired(try a.tryAcquire(folder: dir.path)))
@@ -202,8 +203,9 @@ import Testing
     unlink(dir.path + "/.ckptd-claim.2")
     #expect(
       TemporarySweep.removeLeftovers(in: dir.path, under: claim) == [
-        ".ckptd-tmp.model.safetensors.def", ".ckptd-tmp.pytorch_model.bin.abc",
+        ".ckptd-claim.7.deadbeef", ".ckptd-tmp.model.safetensors.def", ".ckptd-tmp.pytorch_model.bin.abc",
       ])
+    #expect(access(claim.path, F_OK) == 0)
     #expect(access(dir.path + "/model.safetensors", F_OK) == 0)
   }
 }

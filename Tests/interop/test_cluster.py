@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from daemon_support import binary, clean_env, run, temporaries, write_bin_checkpoint, write_safetensors_checkpoint
 from fuse_mounts import bindfs_mounts, fstype
 
-CLAIM = re.compile(r"^\.ckptd-claim\.\d+$")
+CLAIM = re.compile(r"^\.ckptd-claim\.")  # claims and the private files of claims being made
 
 
 def claims(folder: Path):

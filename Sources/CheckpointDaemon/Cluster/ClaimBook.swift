@@ -108,25 +108,43 @@ public struct ClaimBook: Sendable {
     let record = ClaimRecord(
       node: identity.node, pid: identity.pid, bootID: identity.bootID, pidStart: identity.pidStart,
       start: ISOTime.string(Date()), generation: generation, beat: 0, token: ClaimBook.newToken())
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-    if fd < 0 {
-      let err = errno
-      // Any error may mean "lost the race" (sshfs says EPERM): the file existing is what decides.
-      if let bytes = ClaimBook.readSmall(path) {
-        return .held(observe(path: path, generation: generation, bytes: bytes))
-      }
-      if err == EEXIST { return nil }
-      throw CheckpointError(
-        .io, path: path, "cannot create the claim file: \(String(cString: strerror(err)))", errno: err)
-    }
+    // The claim appears with its content at once: written under a private name (O_CREAT|O_EXCL), then
+    // hard-linked to the claim name, which fails with EEXIST like O_EXCL does. A holder killed half way leaves
+    // a pending file (swept later), never an empty claim nobody can judge.
+    let pending = path + "." + record.token
     let bytes = record.encoded()
-    let written = bytes.withUnsafeBytes { raw in pwrite(fd, raw.baseAddress, raw.count, 0) }
-    guard written == bytes.count, fsync(fd) == 0 else {
-      let err = errno
-      close(fd)
-      unlink(path)
+    let written = ClaimBook.writeNew(pending, bytes)
+    guard written == 0 else {
       throw CheckpointError(
-        .io, path: path, "cannot write the claim file: \(String(cString: strerror(err)))", errno: err)
+        .io, path: path, "cannot create the claim file: \(String(cString: strerror(written)))", errno: written)
+    }
+    var result = link(pending, path)
+    var err = result == 0 ? 0 : errno
+    unlink(pending)
+    if result != 0 && access(path, F_OK) != 0 && [EPERM, ENOTSUP, EOPNOTSUPP, ENOSYS, EMLINK].contains(err) {
+      // No hard links here: create the claim name itself with O_EXCL.
+      err = ClaimBook.writeNew(path, bytes)
+      result = err == 0 ? 0 : -1
+    }
+    if result != 0 {
+      // Any error may mean "lost the race" (sshfs says EPERM), or "won, but the reply was lost" (NFS): the
+      // claim file and its token decide.
+      if let existing = ClaimBook.readSmall(path) {
+        if ClaimRecord.decode(existing)?.token != record.token {
+          return .held(observe(path: path, generation: generation, bytes: existing))
+        }
+      } else if err == EEXIST {
+        return nil
+      } else {
+        throw CheckpointError(
+          .io, path: path, "cannot create the claim file: \(String(cString: strerror(err)))", errno: err)
+      }
+    }
+    let fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else {
+      let err = errno
+      throw CheckpointError(
+        .io, path: path, "cannot open the claim file: \(String(cString: strerror(err)))", errno: err)
     }
     let claim = Claim(folder: folder, prefix: prefix, generation: generation, record: record, fd: fd)
     if stale != nil {
@@ -140,6 +158,27 @@ public struct ClaimBook: Sendable {
   }
 
   // MARK: - Files
+
+  /// Creates `path` with O_CREAT|O_EXCL holding `bytes`, fsynced; 0 or the errno (the file removed again).
+  static func writeNew(_ path: String, _ bytes: [UInt8]) -> Int32 {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return errno }
+    let written = bytes.withUnsafeBytes { raw in pwrite(fd, raw.baseAddress, raw.count, 0) }
+    let ok = written == bytes.count && fsync(fd) == 0
+    let err = ok ? 0 : (errno == 0 ? EIO : errno)
+    close(fd)
+    if !ok { unlink(path) }
+    return err
+  }
+
+  /// Private files of claims being made (`<prefix><generation>.<token>`) that a killed process left.
+  static func pendingNames(in names: [String], prefix: String) -> [String] {
+    names.filter { name in
+      guard name.hasPrefix(prefix) else { return false }
+      let rest = name.dropFirst(prefix.count)
+      return Int(rest) == nil && rest.contains(".")
+    }
+  }
 
   /// The generations of the claim files in `folder`.
   static func generations(in folder: String, prefix: String) -> [Int] {

@@ -55,7 +55,13 @@ public enum ClaimedConversion {
   ) async throws -> Outcome<T> {
     var waitedFor: ClaimHolder?
     let claim: Claim
+    var times = [timespec(), timespec()]
+    var haveTimes = false
     while true {
+      // The folder's times before our claim file comes and goes (the Trainer rotates checkpoints by mtime).
+      var info = stat()
+      haveTimes = stat(folder, &info) == 0
+      times = [info.st_atim, info.st_mtim]
       switch try book.tryAcquire(folder: folder) {
       case .acquired(let acquired, _):
         claim = acquired
@@ -76,7 +82,10 @@ public enum ClaimedConversion {
       }
       break
     }
-    defer { claim.release() }
+    defer {
+      claim.release()
+      if haveTimes { _ = utimensat(AT_FDCWD, folder, &times, 0) }
+    }
     if let waitedFor, isDone() {
       return .finishedByOther(holder: waitedFor.description)
     }
