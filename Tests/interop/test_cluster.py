@@ -231,3 +231,27 @@ def test_sigkilled_converts_leave_nothing_after_one_clean_run(two_nodes, tmp_pat
     assert temporaries(folder) == [], "a killed run's temporary survived the clean run"
     assert claims(folder) == [], "a stale claim survived the clean run"
     same_tensors(tensors, torch.load(folder / "pytorch_model.bin", weights_only=True))
+
+
+def test_config_check_names_the_file_system_and_watch_mode(two_nodes, tmp_path):
+    backing, (m1, _) = two_nodes
+    (backing / "run").mkdir(parents=True, exist_ok=True)
+    local = tmp_path / "local-run"
+    local.mkdir()
+    dropins = tmp_path / "watch.d"
+    dropins.mkdir()
+    (dropins / "10-shared.toml").write_text(f'path = "{m1}/run"\nformat = "bin"\npoll_seconds = 0.2\n')
+    (dropins / "20-local.toml").write_text(f'path = "{local}"\nformat = "bin"\n')
+    (dropins / "30-forced.toml").write_text(f'path = "{m1}/other"\nformat = "bin"\nwatch = "inotify"\n')
+    config = tmp_path / "ckptd.toml"
+    config.write_text(f'dropin_dirs = ["{dropins}"]\nnode_name = "n1"\nclaim_ttl_seconds = 2\n')
+    code, out, err = run(["config", "check", "--config", config])
+    assert code == 0, err
+    sections = out.split("\n\n")[1].split(f"{local}  (from")
+    shared, rest = sections[0], sections[1]
+    assert f"file system: fuse.ckptdtest (f_type 0x65735546, mounted at {m1})" in shared
+    assert "watch mode: poll (inotify + every 0.2 s): fuse.ckptdtest is a FUSE mount" in shared
+    local_part, forced = rest.split(f"{m1}/other  (from")
+    assert "watch mode: inotify: " in local_part and "is a local file system" in local_part
+    assert 'watch mode: inotify: watch = "inotify" (fuse.ckptdtest is not local)' in forced
+    assert "node_name:    n1" in out and "claim_ttl_seconds: 2" in out
