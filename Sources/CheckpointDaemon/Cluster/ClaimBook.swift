@@ -133,7 +133,8 @@ public struct ClaimBook: Sendable {
         if ClaimRecord.decode(existing)?.token != record.token {
           return .held(observe(path: path, generation: generation, bytes: existing))
         }
-      } else if err == EEXIST {
+      } else if err == EEXIST || err == ENOENT {
+        // Gone again, or our private file was swept by the winner of this round: look again.
         return nil
       } else {
         throw CheckpointError(
