@@ -62,7 +62,15 @@ public enum ClaimedConversion {
       var info = stat()
       haveTimes = stat(folder, &info) == 0
       times = [info.st_atim, info.st_mtim]
-      switch try book.tryAcquire(folder: folder) {
+      let outcome: ClaimOutcome
+      do {
+        outcome = try book.tryAcquire(folder: folder)
+      } catch let error as CheckpointError where [EACCES, EPERM, EROFS].contains(error.errno ?? 0) {
+        // A folder we may not write to (a read-only source converted with --out): nobody can claim it, and
+        // the outputs go elsewhere; the conversion reports its own errors as before.
+        return .ran(try await onThread { try work(interrupted) }, removedTemporaries: [])
+      }
+      switch outcome {
       case .acquired(let acquired, _):
         claim = acquired
       case .held(let holder):
