@@ -180,7 +180,9 @@ def test_a_clock_30s_apart_steals_no_live_claim(two_nodes, tmp_path):
         tensors = write_safetensors_checkpoint(folder, nbytes=24 << 20, seed=index)
         holder = popen_convert(m1 / "run" / name, "bin", env1)
         deadline = time.monotonic() + 30
-        while not claims(folder) and holder.poll() is None and time.monotonic() < deadline:
+        # Wait for the holder's claim itself (not its private file: the claim is linked into place just after).
+        while not [c for c in claims(folder) if c[len(".ckptd-claim."):].isdigit()]:
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder never claimed"
             time.sleep(0.002)
         waiter = popen_convert(m2 / "run" / name, "bin", env2, "--wait")
         redated = 0
