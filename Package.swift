@@ -55,6 +55,7 @@ let package = Package(
         "CheckpointFormats",
         "CheckpointConversion",
         "CInotifyTools",
+        "CLinux",
         .product(name: "TOMLKit", package: "TOMLKit"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/vfs.h> /* statfs: the file system's magic number (f_type), which statvfs lacks */
 #include <sys/xattr.h> /* fsetxattr, lgetxattr: ckptd marks the files it wrote */
 #include <unistd.h>
 
@@ -23,5 +24,12 @@ static inline long ckptd_copy_file_range(int fd_in, long long *off_in, int fd_ou
    that the disk works while the next bytes are produced and the final fsync has little left to do. */
 static inline int ckptd_start_writeback(int fd, long long offset, long long count) {
   return (int)syscall(SYS_sync_file_range, fd, (loff_t)offset, (loff_t)count, 2u /* SYNC_FILE_RANGE_WRITE */);
+}
+
+/* statfs(2) f_type of the file system holding `path`; -1 with errno set on failure. */
+static inline long long ckptd_statfs_type(const char *path) {
+  struct statfs info;
+  if (statfs(path, &info) != 0) return -1;
+  return (long long)(unsigned long)info.f_type;
 }
 #endif

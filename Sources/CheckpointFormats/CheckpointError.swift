@@ -24,6 +24,8 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable, Equatab
     case vanished
     /// The work was stopped by its cancellation check (SIGTERM in the daemon); temporaries are removed.
     case cancelled
+    /// Another process (this node or another) holds a live claim on the checkpoint.
+    case claimed
 
     /// The case name (`invalidFormat`, `io`, ...).
     public var name: String { rawValue }

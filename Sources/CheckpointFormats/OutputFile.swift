@@ -163,7 +163,8 @@ public final class OutputFile {
 
   /// fsyncs the data, renames the temporary over the final name and fsyncs the folder.
   /// With `replace == false` an existing file under the final name is an `.exists` error
-  /// (`renameat2(RENAME_NOREPLACE)`).
+  /// (`renameat2(RENAME_NOREPLACE)`; where the file system refuses that flag with EINVAL or ENOSYS, as FUSE
+  /// mounts and NFS do, `link(2)` + `unlink(2)`, which refuses to replace just the same).
   public func commit(replace: Bool = false) throws {
     if fsync(fd) != 0 {
       let err = errno
@@ -178,14 +179,31 @@ public final class OutputFile {
       throw CheckpointError(.io, path: path, "close failed: \(String(cString: strerror(err)))", errno: err)
     }
     finished = true
-    let result = replace ? rename(temporaryPath, path) : ckptd_rename_noreplace(temporaryPath, path)
-    if result != 0 {
-      let err = errno
+    var result = replace ? rename(temporaryPath, path) : ckptd_rename_noreplace(temporaryPath, path)
+    var err = result == 0 ? 0 : errno
+    var call = "rename"
+    if !replace && result != 0 && (err == EINVAL || err == ENOSYS) {
+      // No rename flags here: a hard link cannot replace either. The temporary goes once the link exists.
+      call = "link"
+      result = link(temporaryPath, path)
+      err = result == 0 ? 0 : errno
+      // NFS may answer a retransmitted LINK whose first reply was lost with EEXIST: then both names are one file.
+      var linked = stat()
+      var existing = stat()
+      if result != 0 && err == EEXIST && stat(temporaryPath, &linked) == 0 && stat(path, &existing) == 0
+        && linked.st_dev == existing.st_dev && linked.st_ino == existing.st_ino
+      {
+        result = 0
+      }
       unlink(temporaryPath)
+    } else if result != 0 {
+      unlink(temporaryPath)
+    }
+    if result != 0 {
       if err == EEXIST {
         throw CheckpointError(.exists, path: path, "already exists; not overwritten", errno: err)
       }
-      throw CheckpointError(.io, path: path, "rename failed: \(String(cString: strerror(err)))", errno: err)
+      throw CheckpointError(.io, path: path, "\(call) failed: \(String(cString: strerror(err)))", errno: err)
     }
     OutputFile.syncDirectory(OutputFile.split(path).0)
   }

@@ -82,6 +82,9 @@ struct ConvertCommand: AsyncParsableCommand {
       valueName: "size"))
   var maxShardSize: String = ""
 
+  @Flag(help: "When another ckptd holds the checkpoint's claim, wait for it instead of failing.")
+  var wait = false
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -123,9 +126,34 @@ struct ConvertCommand: AsyncParsableCommand {
     if let bar {
       options.progress = { @Sendable done, total in bar.update(done: done, total: total) }
     }
-    let batch = Self.convertEach(
-      paths, bar: bar, isInterrupted: { ConvertCommand.interrupted.load(ordering: .relaxed) },
-      convert: { try Consolidator.convert(path: $0, mode: consolidate, options: options) },
+    // A folder is converted under its claim (DESIGN.md "Shared file systems and several nodes").
+    let cluster = try ClaimedConversion.clusterSettings()
+    var claims = ClaimBook(identity: cluster.identity, ttl: cluster.ttl, clock: ContinuousClock())
+    let (mode, wait, sweep) = (consolidate, wait, out == nil)
+    let interrupted: @Sendable () -> Bool = { ConvertCommand.interrupted.load(ordering: .relaxed) }
+    let batch = await Self.convertEach(
+      paths, bar: bar, isInterrupted: interrupted,
+      convert: { path in
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue else {
+          return try Consolidator.convert(path: path, mode: mode, options: options)
+        }
+        let outcome = try await ClaimedConversion.run(
+          folder: path, book: &claims, clock: ContinuousClock(), wait: wait, sweep: sweep,
+          interrupted: interrupted, isDone: { ClaimedConversion.outputsExist(path: path, options: options) }
+        ) { [options] isCancelled in
+          var claimed = options
+          claimed.isCancelled = { isCancelled() }
+          return try Consolidator.convert(path: path, mode: mode, options: claimed)
+        }
+        guard case .ran(let result, _) = outcome else {
+          if case .finishedByOther(let holder) = outcome {
+            print("\(path): converted while waiting for the claim of \(holder); nothing to do")
+          }
+          return nil
+        }
+        return result
+      },
       onResult: { if !json { print(Self.summary($0)) } },
       onFailure: { FileHandleOutput.standardError("ckptd: \($0)") })
     if json {
@@ -149,9 +177,9 @@ struct ConvertCommand: AsyncParsableCommand {
   /// `begin` and one `finish` per path tried.
   static func convertEach(
     _ paths: [String], bar: (any ProgressReporting)?, isInterrupted: () -> Bool,
-    convert: (String) throws -> ConversionResult, onResult: (ConversionResult) -> Void,
+    convert: (String) async throws -> ConversionResult?, onResult: (ConversionResult) -> Void,
     onFailure: (String) -> Void
-  ) -> Batch {
+  ) async -> Batch {
     var batch = Batch()
     for path in paths {
       if isInterrupted() {
@@ -161,10 +189,17 @@ struct ConvertCommand: AsyncParsableCommand {
         return batch
       }
       bar?.begin(path)
-      let outcome = Result { try convert(path) }
+      let outcome: Result<ConversionResult?, any Error>
+      do {
+        outcome = .success(try await convert(path))
+      } catch {
+        outcome = .failure(error)
+      }
       bar?.finish()
       switch outcome {
-      case .success(let result):
+      case .success(nil):
+        break
+      case .success(let result?):
         onResult(result)
         batch.results.append(result)
       case .failure(let error):

@@ -19,10 +19,10 @@ final class RecordingReporter: ProgressReporting {
     ConversionResult(path: path, outcome: .converted, target: .safetensors, dtype: .keep)
   }
 
-  @Test func everyPathIsTriedAndEachFailureReportedOnce() {
+  @Test func everyPathIsTriedAndEachFailureReportedOnce() async {
     var reported: [String] = []
     var printed: [String] = []
-    let batch = ConvertCommand.convertEach(
+    let batch = await ConvertCommand.convertEach(
       ["a", "b", "c", "d"], bar: nil, isInterrupted: { false },
       convert: { path in
         if path == "b" { throw CheckpointError(.invalidFormat, path: "b/model.safetensors", "header is not JSON") }
@@ -36,9 +36,9 @@ final class RecordingReporter: ProgressReporting {
     #expect(batch.failures == reported)
   }
 
-  @Test func theProgressBarIsBegunAndFinishedOncePerPath() {
+  @Test func theProgressBarIsBegunAndFinishedOncePerPath() async {
     let reporter = RecordingReporter()
-    _ = ConvertCommand.convertEach(
+    _ = await ConvertCommand.convertEach(
       ["a", "b"], bar: reporter, isInterrupted: { false },
       convert: { path in
         reporter.update(done: 1, total: 2)
@@ -49,10 +49,10 @@ final class RecordingReporter: ProgressReporting {
     #expect(reporter.calls.withLock { $0 } == ["begin a", "update", "finish", "begin b", "update", "finish"])
   }
 
-  @Test func anInterruptStopsBeforeTheNextPath() {
+  @Test func anInterruptStopsBeforeTheNextPath() async {
     let interrupted = Atomic<Bool>(false)
     var tried: [String] = []
-    let batch = ConvertCommand.convertEach(
+    let batch = await ConvertCommand.convertEach(
       ["a", "b", "c"], bar: nil, isInterrupted: { interrupted.load(ordering: .relaxed) },
       convert: { path in
         tried.append(path)
@@ -64,7 +64,7 @@ final class RecordingReporter: ProgressReporting {
     #expect(batch.failures == ["a: cancelled", "b: not converted: interrupted"])
   }
 
-  @Test func aTerminalBarIsClearedOnceWhenItWasDrawn() {
+  @Test func aTerminalBarIsClearedOnceWhenItWasDrawn() async {
     let written = Mutex<[String]>([])
     let bar = ProgressBar(isTerminal: true, write: { text in written.withLock { $0.append(text) } })
     bar.begin("ckpt")

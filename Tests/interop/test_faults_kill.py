@@ -206,7 +206,9 @@ def test_kill9_during_conversions(sources, tmp_path):
         output = folder / converted_names(fmt, name)
         code, out, err = run(["verify", folder / name, output])
         assert code == 0, f"{output}: {out}{err}"
-        leftovers = sorted(p.name for p in folder.iterdir())
+        # A killed `ckptd convert` may leave its claim (.ckptd-claim.*): the next claimant of the folder removes it
+        # (the daemon takes claims once it is integrated with the cluster pieces).
+        leftovers = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".ckptd-claim."))
         assert leftovers == sorted({name, output.name, "optimizer.pt", "trainer_state.json"}), leftovers
     # A sample through the real libraries too.
     for root, folder, name, fmt, before in checkpoints[:: len(SIZES) + 1]:

@@ -101,6 +101,7 @@ extension ConfigLoader {
     "path", "format", "dtype", "pattern", "ready_marker", "settle_seconds", "keep_source", "verify", "manifest",
     "exec_after", "exec_timeout_seconds",
     "max_shard_size",
+    "watch", "poll_seconds",
   ]
 
   private static func parseDropin(keys: TOMLKeys, file: String) throws -> WatchConfig {
@@ -176,6 +177,18 @@ extension ConfigLoader {
         throw ConfigKeyError("max_shard_size: \(error.message)")
       }
       watch.maxShardSize = text
+    }
+    if let mode = try keys.string("watch") {
+      guard let setting = WatchSetting(rawValue: mode) else {
+        throw ConfigKeyError("watch must be \"auto\", \"inotify\" or \"poll\", not \"\(mode)\"")
+      }
+      watch.watch = setting
+    }
+    if let seconds = try keys.number("poll_seconds") {
+      guard seconds.isFinite, seconds >= 0.05, seconds <= 86_400 else {
+        throw ConfigKeyError("poll_seconds must be between 0.05 and 86400, not \(seconds)")
+      }
+      watch.pollSeconds = seconds
     }
     return watch
   }

@@ -49,7 +49,9 @@ public enum ConfigLoader {
     var config = DaemonConfig(configFile: path)
     let keys = TOMLKeys(table: table)
     do {
-      try keys.rejectUnknown(allowed: ["status_file", "dropin_dirs", "workers", "log_level", "metrics_file"])
+      try keys.rejectUnknown(allowed: [
+        "status_file", "dropin_dirs", "workers", "log_level", "metrics_file", "node_name", "claim_ttl_seconds",
+      ])
       if let value = try keys.string("status_file") {
         guard !value.isEmpty else { throw ConfigKeyError("status_file must not be empty") }
         config.statusFile = value
@@ -71,6 +73,18 @@ public enum ConfigLoader {
         config.logLevel = value.lowercased()
       }
       if let value = try keys.string("metrics_file") { config.metricsFile = value }
+      if let value = try keys.string("node_name") {
+        guard !value.isEmpty, value.count <= 255, !value.contains(where: { $0.isNewline || $0 == "/" }) else {
+          throw ConfigKeyError("node_name must be 1 to 255 characters without \"/\" or line breaks, not \"\(value)\"")
+        }
+        config.nodeName = value
+      }
+      if let value = try keys.number("claim_ttl_seconds") {
+        guard value.isFinite, value >= 0.1, value <= 86_400 else {
+          throw ConfigKeyError("claim_ttl_seconds must be between 0.1 and 86400, not \(value)")
+        }
+        config.claimTTLSeconds = value
+      }
     } catch let error as ConfigKeyError {
       throw CheckpointError(.invalidFormat, path: path, error.message)
     }

@@ -3,7 +3,12 @@ import CheckpointFormats
 /// `ckptd config check` output: effective settings per watched directory, masked files, and problems.
 public enum ConfigReport {
   /// The report, ending in a newline. Problems are listed too (the command also prints them to stderr).
-  public static func render(_ config: DaemonConfig) -> String {
+  ///
+  /// `detect` names each directory's file system and watch mode (statfs and /proc/self/mountinfo by default).
+  public static func render(
+    _ config: DaemonConfig,
+    detect: (WatchConfig) -> FileSystemReport = { FileSystemDetection.detect(path: $0.path, setting: $0.watch) }
+  ) -> String {
     var out: [String] = []
     out.append("config file:  \(config.configFile)")
     out.append("status_file:  \(config.statusFile)")
@@ -11,6 +16,8 @@ public enum ConfigReport {
     out.append("log_level:    \(config.logLevel)")
     out.append("dropin_dirs:  \(config.dropinDirs.joined(separator: ", "))")
     out.append("metrics_file: \(config.metricsFile.isEmpty ? "\"\" (off)" : config.metricsFile)")
+    out.append("node_name:    \(config.nodeName)")
+    out.append("claim_ttl_seconds: \(formatSeconds(config.claimTTLSeconds))")
     out.append("")
     if config.watches.isEmpty {
       out.append("No watched directories.")
@@ -32,6 +39,12 @@ public enum ConfigReport {
       out.append(
         "  max_shard_size = "
           + (watch.maxShardBytes.map { "\(watch.maxShardSize) (\($0) bytes)" } ?? "\"\" (keep the source's sharding)"))
+      out.append("  watch = \(watch.watch.rawValue)")
+      out.append("  poll_seconds = \(formatSeconds(watch.pollSeconds))")
+      let fs = detect(watch)
+      let mode = fs.mode == .poll ? "poll (inotify + every \(formatSeconds(watch.pollSeconds)) s)" : "inotify"
+      out.append("  file system: \(fs.type) (f_type \(fs.magicHex)\(fs.mountPoint.map { ", mounted at \($0)" } ?? ""))")
+      out.append("  watch mode: \(mode): \(fs.reason)")
     }
     if !config.masked.isEmpty {
       out.append("")

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A drop-in that could not be used: which file, and why. The daemon skips it and keeps the others.
 public struct DropinProblem: Sendable, Equatable, Codable {
   /// The drop-in file (or folder) at fault.
@@ -47,11 +51,27 @@ public struct DaemonConfig: Sendable, Equatable {
   public var problems: [DropinProblem]
   /// Drop-ins hidden by precedence or masked (for `ckptd config check`).
   public var masked: [MaskedDropin]
+  /// This instance's name in claims, manifest records and the status file (`node_name`; default: host name).
+  public var nodeName: String = DaemonConfig.defaultNodeName()
+  /// Seconds a claim or manifest lock must be seen unchanged before it counts as stale (`claim_ttl_seconds`).
+  public var claimTTLSeconds: Double = DaemonConfig.defaultClaimTTLSeconds
 
   public static let defaultStatusFile = "/run/ckptd/status.json"
   public static let defaultDropinDirs = ["/etc/ckptd/watch.d", "/run/ckptd/watch.d", "/usr/lib/ckptd/watch.d"]
   public static let defaultLogLevel = "info"
   public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+  public static let defaultClaimTTLSeconds = 120.0
+
+  /// The host name (gethostname(2)), or "localhost" when it cannot be read.
+  public static func defaultNodeName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+    let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return name.isEmpty ? "localhost" : name
+  }
+
+  /// `claim_ttl_seconds` as a duration.
+  public var claimTTL: Duration { .milliseconds(Int64((claimTTLSeconds * 1000).rounded())) }
 
   public init(
     configFile: String, statusFile: String = DaemonConfig.defaultStatusFile,

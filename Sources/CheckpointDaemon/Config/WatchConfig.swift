@@ -30,6 +30,10 @@ public struct WatchConfig: Sendable, Equatable {
   public var maxShardBytes: Int64?
   /// The drop-in file this watch came from.
   public var sourceFile: String
+  /// How changes are noticed (`watch`): auto (by file system), inotify, or poll (inotify plus polling).
+  public var watch: WatchSetting = .auto
+  /// Seconds between polls where polling is on (`poll_seconds`, fractions allowed).
+  public var pollSeconds: Double = WatchConfig.defaultPollSeconds
 
   /// The defaults DESIGN.md gives for every optional key.
   public static let defaultPattern = "checkpoint-*"
@@ -37,6 +41,7 @@ public struct WatchConfig: Sendable, Equatable {
   public static let defaultSettleSeconds = 10.0
   public static let defaultManifest = ".ckptd-manifest.jsonl"
   public static let defaultExecTimeoutSeconds = 3600.0
+  public static let defaultPollSeconds = 10.0
 
   public init(
     path: String, format: WeightFormat, dtype: CastTarget = .keep, pattern: String = WatchConfig.defaultPattern,

@@ -1,0 +1,29 @@
+import CheckpointFormats
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Removes what killed conversions left behind: ckptd's temporaries (`OutputFile.temporaryPrefix`) in a folder,
+/// but only while the caller holds the folder's claim, so that no live conversion's temporary is touched.
+///
+/// `ckptd convert` calls it right after taking a claim; the daemon should call it the same way, after every
+/// `ClaimBook.tryAcquire` that returns `.acquired` and before converting.
+public enum TemporarySweep {
+  /// Removes every temporary in `folder` (and the private files of claims a killed process was making) if
+  /// `claim` (on that folder) is still in force; returns the names removed (sorted). Removes nothing when the
+  /// claim was lost.
+  @discardableResult
+  public static func removeLeftovers(in folder: String, under claim: Claim) -> [String] {
+    guard claim.isCurrent() else { return [] }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    var removed: [String] = []
+    let pending = Set(ClaimBook.pendingNames(in: names, prefix: claim.prefix))
+    for name in names where name.hasPrefix(OutputFile.temporaryPrefix) || pending.contains(name) {
+      if unlink(ClaimBook.join(folder, name)) == 0 { removed.append(name) }
+    }
+    if !removed.isEmpty { OutputFile.syncDirectory(folder) }
+    return removed.sorted()
+  }
+}
