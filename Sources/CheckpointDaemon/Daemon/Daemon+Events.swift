@@ -90,40 +90,47 @@ extension Daemon {
 
   /// Watches the root if it exists (then reconciles and scans it), else its nearest existing parent.
   func establish(_ root: WatchedRoot, reconcile: Bool) {
-    if Self.isDirectory(root.path) {
-      do {
-        try registry.acquire(
-          root.path, mask: WatchMask.root, owner: .root(root.path), watcher: watcher)
-      } catch {
-        root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
-        logger.error("cannot watch \(root.path): \(root.lastError ?? "")")
+    // Watch first, then look: a directory created or removed between the two is seen by the look (its event
+    // may have come before the watch). Bounded, in case something keeps flapping.
+    for _ in 0..<16 {
+      if Self.isDirectory(root.path) {
+        do {
+          try registry.acquire(
+            root.path, mask: WatchMask.root, owner: .root(root.path), watcher: watcher)
+        } catch {
+          // Gone again meanwhile: watch its parent instead.
+          if !Self.isDirectory(root.path) { continue }
+          root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
+          logger.error("cannot watch \(root.path): \(root.lastError ?? "")")
+          return
+        }
+        registry.release(.parent(root: root.path), watcher: watcher)
+        let wasPresent = root.present
+        root.present = true
+        root.lastError = nil
+        if !wasPresent {
+          logger.info(
+            "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
+        }
+        if reconcile || !wasPresent { removeStaleTemporaries(root) }
+        scan(root)
         return
       }
-      registry.release(.parent(root: root.path), watcher: watcher)
-      let wasPresent = root.present
-      root.present = true
-      root.lastError = nil
-      if !wasPresent {
-        logger.info(
-          "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
-      }
-      if reconcile || !wasPresent { removeStaleTemporaries(root) }
-      scan(root)
-    } else {
       root.present = false
       registry.release(.parent(root: root.path), watcher: watcher)
-      var parent = (root.path as NSString).deletingLastPathComponent
-      while !parent.isEmpty && parent != "/" && !Self.isDirectory(parent) {
-        parent = (parent as NSString).deletingLastPathComponent
-      }
-      if parent.isEmpty { parent = "/" }
+      let parent = nearestParent(of: root.path)
       do {
         try registry.acquire(
           parent, mask: WatchMask.root, owner: .parent(root: root.path), watcher: watcher)
       } catch {
+        if !Self.isDirectory(parent) { continue }
         root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
         logger.error("cannot watch \(parent) for \(root.path) to appear: \(root.lastError ?? "")")
+        return
       }
+      // Created meanwhile, or a nearer parent appeared: look again.
+      if Self.isDirectory(root.path) || nearestParent(of: root.path) != parent { continue }
+      return
     }
   }
 
