@@ -127,21 +127,21 @@ final class DaemonFixture: Sendable {
   }
 
   /// Runs every deadline until the daemon has nothing left to do but wait for an input (no conversion
-  /// running either); returns how far the clock went.
+  /// running either); returns how far the clock went. Asks the daemon itself (a note may have been taken by
+  /// an earlier wait), and waits for a note only while something is due or running.
   @discardableResult
   func settle() async -> Duration {
     var advanced = Duration.zero
-    for await note in daemon.notes {
-      switch note {
-      case .idle(let wake?):
+    var notes = daemon.notes.makeAsyncIterator()
+    while true {
+      let (wake, conversions) = await daemon.pendingWork
+      if wake == nil && conversions == 0 { return advanced }
+      if let wake {
         await clock.advance(by: wake)
         advanced += wake
-      case .idle(nil):
-        if await daemon.conversions == 0 { return advanced }
-      case .stopped: return advanced
       }
+      guard let note = await notes.next(), note != .stopped else { return advanced }
     }
-    return advanced
   }
 
   /// Writes a finished checkpoint folder.

@@ -50,9 +50,13 @@ extension Daemon {
       }
       scheduleReload()
     case .dropinParent(let dir):
-      // Something appeared or vanished on the way to a missing drop-in directory.
+      // Something changed in the nearest existing parent of a missing drop-in directory: only the directory
+      // itself appearing, a nearer parent appearing or this parent going away matter (it may be a busy one).
+      let appeared = Self.isDirectory(dir)
+      let parentGone = event.name.isEmpty && event.has(WatchMask.deleteSelf | WatchMask.moveSelf | WatchMask.ignored)
+      guard appeared || parentGone || nearestParent(of: dir) != event.directory else { return }
       watchDropinDirectories()
-      if Self.isDirectory(dir) {
+      if appeared {
         logger.info("drop-in directory appeared: \(dir)")
         scheduleReload()
       }
