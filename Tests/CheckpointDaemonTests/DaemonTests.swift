@@ -5,7 +5,7 @@ import Testing
 
 @testable import CheckpointDaemon
 
-@Suite(.timeLimit(.minutes(1))) struct DaemonTests {
+@Suite(.timeLimit(.minutes(2))) struct DaemonTests {
   @Test func convertsAFinishedCheckpointAndRecordsIt() async throws {
     let fixture = try DaemonFixture()
     fixture.start()
