@@ -113,38 +113,42 @@ final class DaemonFixture: Sendable {
     await task.withLock { $0 }?.value
   }
 
-  /// Waits for `condition`, handing the daemon its next deadline on the test clock whenever it is idle.
+  /// Waits for `condition`, handing the daemon its next deadline on the test clock whenever one is pending.
+  /// The daemon is asked for its deadline (a note may have been taken by an earlier wait); a note is awaited
+  /// only after that, so each round either moves the clock (its timer then sends a note) or waits for an input.
   /// Returns false only if the daemon stopped first (a condition that never comes hits the suite's time limit).
   @discardableResult
   func until(_ condition: @Sendable (Daemon) async -> Bool) async -> Bool {
-    if await condition(daemon) { return true }
-    for await note in daemon.notes {
+    var notes = daemon.notes.makeAsyncIterator()
+    while true {
       if await condition(daemon) { return true }
-      switch note {
-      case .idle(let wake?): await clock.advance(by: wake)
-      case .idle(nil): continue
-      case .stopped: return await condition(daemon)
-      }
+      if let wake = await daemon.nextWake { await advance(by: wake) }
+      guard let note = await notes.next(), note != .stopped else { return await condition(daemon) }
     }
-    return await condition(daemon)
+  }
+
+  /// Moves the test clock just past the daemon's deadline: `TestClock` still suspends a sleep registered for
+  /// exactly "now", and the daemon's timer task may register its sleep only after the clock moved.
+  private func advance(by wake: Duration) async {
+    await clock.advance(by: wake + .nanoseconds(1))
   }
 
   /// Runs every deadline until the daemon has nothing left to do but wait for an input (no conversion
-  /// running either); returns how far the clock went.
+  /// running either); returns how far the clock went. Asks the daemon itself (a note may have been taken by
+  /// an earlier wait), and waits for a note only while something is due or running.
   @discardableResult
   func settle() async -> Duration {
     var advanced = Duration.zero
-    for await note in daemon.notes {
-      switch note {
-      case .idle(let wake?):
-        await clock.advance(by: wake)
+    var notes = daemon.notes.makeAsyncIterator()
+    while true {
+      let (wake, conversions) = await daemon.pendingWork
+      if wake == nil && conversions == 0 { return advanced }
+      if let wake {
+        await advance(by: wake)
         advanced += wake
-      case .idle(nil):
-        if await daemon.conversions == 0 { return advanced }
-      case .stopped: return advanced
       }
+      guard let note = await notes.next(), note != .stopped else { return advanced }
     }
-    return advanced
   }
 
   /// Writes a finished checkpoint folder.

@@ -5,7 +5,7 @@ import Testing
 
 @testable import CheckpointDaemon
 
-@Suite(.timeLimit(.minutes(1))) struct DaemonTests {
+@Suite(.timeLimit(.minutes(2))) struct DaemonTests {
   @Test func convertsAFinishedCheckpointAndRecordsIt() async throws {
     let fixture = try DaemonFixture()
     fixture.start()
@@ -204,8 +204,9 @@ import Testing
   @Test func vanishedFolderOfAReCreatedRootIsNotRecordedThere() async throws {
     let converter = FakeConverter(
       .custom { folder in
+        // The root goes away (renamed aside: one step that cannot half-fail) and a new one takes its place.
         let root = (folder as NSString).deletingLastPathComponent
-        try FileManager.default.removeItem(atPath: root)
+        try FileManager.default.moveItem(atPath: root, toPath: root + ".old")
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
         throw CheckpointError(.vanished, path: folder, "folder removed while being read")
       })

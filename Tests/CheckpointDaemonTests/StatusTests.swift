@@ -173,21 +173,25 @@ final class ReadCounts: Sendable {
   }
 
   /// The temporary's descriptor is closed once: a failed rename must not close a descriptor someone else
-  /// opened meanwhile (the kernel hands out the lowest free number, so the freed one comes back at once).
+  /// opened meanwhile. The kernel hands out the lowest free numbers, so the rename hook, by taking the 64
+  /// lowest, takes the one the writer just freed.
   @Test func failedRenameClosesTheTemporaryOnce() throws {
     let dir = CoreTempDir()
     let path = dir.sub("status.json")
-    let other = Mutex<Int32>(-1)
+    let taken = Mutex<[Int32]>([])
     let failing: @Sendable (String, String) -> Int32 = { _, _ in
-      other.withLock { $0 = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+      taken.withLock { fds in
+        for _ in 0..<64 { fds.append(open("/dev/null", O_RDONLY | O_CLOEXEC)) }
+      }
       errno = EXDEV
       return -1
     }
     #expect(throws: CheckpointError.self) { try StatusFile.write(Self.sample(), to: path, rename: failing) }
-    let fd = other.withLock { $0 }
-    #expect(fd >= 0)
-    #expect(fcntl(fd, F_GETFD) != -1, "the descriptor opened during the rename was closed by the status writer")
-    close(fd)
+    let fds = taken.withLock { $0 }
+    #expect(fds.count == 64 && fds.allSatisfy { $0 >= 0 })
+    let closed = fds.filter { fcntl($0, F_GETFD) == -1 }
+    #expect(closed.isEmpty, "descriptors opened during the rename were closed by the status writer: \(closed)")
+    for fd in fds where !closed.contains(fd) { close(fd) }
     #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
   }
 

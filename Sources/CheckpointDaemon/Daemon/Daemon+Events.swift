@@ -50,9 +50,13 @@ extension Daemon {
       }
       scheduleReload()
     case .dropinParent(let dir):
-      // Something appeared or vanished on the way to a missing drop-in directory.
+      // Something changed in the nearest existing parent of a missing drop-in directory: only the directory
+      // itself appearing, a nearer parent appearing or this parent going away matter (it may be a busy one).
+      let appeared = Self.isDirectory(dir)
+      let parentGone = event.name.isEmpty && event.has(WatchMask.deleteSelf | WatchMask.moveSelf | WatchMask.ignored)
+      guard appeared || parentGone || nearestParent(of: dir) != event.directory else { return }
       watchDropinDirectories()
-      if Self.isDirectory(dir) {
+      if appeared {
         logger.info("drop-in directory appeared: \(dir)")
         scheduleReload()
       }
@@ -90,40 +94,47 @@ extension Daemon {
 
   /// Watches the root if it exists (then reconciles and scans it), else its nearest existing parent.
   func establish(_ root: WatchedRoot, reconcile: Bool) {
-    if Self.isDirectory(root.path) {
-      do {
-        try registry.acquire(
-          root.path, mask: WatchMask.root, owner: .root(root.path), watcher: watcher)
-      } catch {
-        root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
-        logger.error("cannot watch \(root.path): \(root.lastError ?? "")")
+    // Watch first, then look: a directory created or removed between the two is seen by the look (its event
+    // may have come before the watch). Bounded, in case something keeps flapping.
+    for _ in 0..<16 {
+      if Self.isDirectory(root.path) {
+        do {
+          try registry.acquire(
+            root.path, mask: WatchMask.root, owner: .root(root.path), watcher: watcher)
+        } catch {
+          // Gone again meanwhile: watch its parent instead.
+          if !Self.isDirectory(root.path) { continue }
+          root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
+          logger.error("cannot watch \(root.path): \(root.lastError ?? "")")
+          return
+        }
+        registry.release(.parent(root: root.path), watcher: watcher)
+        let wasPresent = root.present
+        root.present = true
+        root.lastError = nil
+        if !wasPresent {
+          logger.info(
+            "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
+        }
+        if reconcile || !wasPresent { removeStaleTemporaries(root) }
+        scan(root)
         return
       }
-      registry.release(.parent(root: root.path), watcher: watcher)
-      let wasPresent = root.present
-      root.present = true
-      root.lastError = nil
-      if !wasPresent {
-        logger.info(
-          "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
-      }
-      if reconcile || !wasPresent { removeStaleTemporaries(root) }
-      scan(root)
-    } else {
       root.present = false
       registry.release(.parent(root: root.path), watcher: watcher)
-      var parent = (root.path as NSString).deletingLastPathComponent
-      while !parent.isEmpty && parent != "/" && !Self.isDirectory(parent) {
-        parent = (parent as NSString).deletingLastPathComponent
-      }
-      if parent.isEmpty { parent = "/" }
+      let parent = nearestParent(of: root.path)
       do {
         try registry.acquire(
           parent, mask: WatchMask.root, owner: .parent(root: root.path), watcher: watcher)
       } catch {
+        if !Self.isDirectory(parent) { continue }
         root.lastError = (error as? CheckpointError)?.description ?? "\(error)"
         logger.error("cannot watch \(parent) for \(root.path) to appear: \(root.lastError ?? "")")
+        return
       }
+      // Created meanwhile, or a nearer parent appeared: look again.
+      if Self.isDirectory(root.path) || nearestParent(of: root.path) != parent { continue }
+      return
     }
   }
 

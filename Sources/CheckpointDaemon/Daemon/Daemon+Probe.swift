@@ -14,6 +14,9 @@ extension Daemon {
     registry.release(.root(root), watcher: watcher)
   }
 
+  /// The time to the next deadline and the conversions running or queued, read together.
+  var pendingWork: (nextWake: Duration?, conversions: Int) { (nextWake, conversions) }
+
   /// Conversions running or queued, and `exec_after` commands running.
   var conversions: Int { running.count + queued.count + hooks.count }
 

@@ -6,18 +6,27 @@ extension Daemon {
   /// Watches every existing drop-in directory (a file added, changed or removed there reloads), and the
   /// nearest existing parent of each missing one (it reloads when it appears).
   func watchDropinDirectories() {
-    registry.release(.dropins, watcher: watcher)
-    registry.release(where: { if case .dropinParent = $0 { true } else { false } }, watcher: watcher)
-    for dir in config.dropinDirs {
-      let (path, owner, mask) =
-        Self.isDirectory(dir)
-        ? (dir, WatchOwner.dropins, WatchMask.root | WatchMask.closeWrite)
-        : (nearestParent(of: dir), WatchOwner.dropinParent(dir), WatchMask.root)
-      do {
-        try registry.acquire(path, mask: mask, owner: owner, watcher: watcher)
-      } catch {
-        logger.warning("cannot watch \(path) for drop-in directory \(dir): \(error)")
+    // Watch first, then look (as for roots): a directory that appeared meanwhile is watched and reloads.
+    for _ in 0..<16 {
+      registry.release(.dropins, watcher: watcher)
+      registry.release(where: { if case .dropinParent = $0 { true } else { false } }, watcher: watcher)
+      var parents: [String: String] = [:]
+      for dir in config.dropinDirs {
+        let exists = Self.isDirectory(dir)
+        let (path, owner, mask) =
+          exists
+          ? (dir, WatchOwner.dropins, WatchMask.root | WatchMask.closeWrite)
+          : (nearestParent(of: dir), WatchOwner.dropinParent(dir), WatchMask.root)
+        if !exists { parents[dir] = path }
+        do {
+          try registry.acquire(path, mask: mask, owner: owner, watcher: watcher)
+        } catch {
+          logger.warning("cannot watch \(path) for drop-in directory \(dir): \(error)")
+        }
       }
+      let changed = parents.filter { dir, parent in Self.isDirectory(dir) || nearestParent(of: dir) != parent }
+      if changed.isEmpty { return }
+      if changed.keys.contains(where: Self.isDirectory) { scheduleReload() }
     }
   }
 

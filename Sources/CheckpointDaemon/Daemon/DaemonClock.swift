@@ -14,7 +14,11 @@ struct DaemonClock: Sendable {
   init<C: Clock<Duration>>(_ clock: C, wallTime: @escaping @Sendable () -> Date) {
     let origin = clock.now
     now = { origin.duration(to: clock.now) }
-    sleepUntil = { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
+    sleepUntil = { offset in
+      // A deadline already reached does not wait (a manual clock may have moved before this task ran).
+      if origin.duration(to: clock.now) >= offset { return }
+      try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil)
+    }
     self.wallTime = wallTime
   }
 
