@@ -16,7 +16,7 @@ struct InspectCommand: AsyncParsableCommand {
   var json = false
 
   /// One tensor in the JSON output.
-  struct TensorRow {
+  struct TensorRow: Encodable {
     var name: String
     var dtype: String
     var shape: [Int]

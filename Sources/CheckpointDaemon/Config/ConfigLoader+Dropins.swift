@@ -100,7 +100,7 @@ extension ConfigLoader {
   static let dropinKeys: Set<String> = [
     "path", "format", "dtype", "pattern", "ready_marker", "settle_seconds", "keep_source", "verify", "manifest",
     "exec_after", "exec_timeout_seconds",
-    "max_shard_size",
+    "max_shard_size", "consolidate",
   ]
 
   private static func parseDropin(keys: TOMLKeys, file: String) throws -> WatchConfig {
@@ -176,6 +176,12 @@ extension ConfigLoader {
         throw ConfigKeyError("max_shard_size: \(error.message)")
       }
       watch.maxShardSize = text
+    }
+    if let mode = try keys.string("consolidate") {
+      guard let parsed = ConsolidateMode(rawValue: mode) else {
+        throw ConfigKeyError("consolidate must be \"auto\", \"always\" or \"never\", not \"\(mode)\"")
+      }
+      watch.consolidate = parsed
     }
     return watch
   }

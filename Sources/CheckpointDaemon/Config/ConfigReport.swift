@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 
 /// `ckptd config check` output: effective settings per watched directory, masked files, and problems.
@@ -32,6 +33,7 @@ public enum ConfigReport {
       out.append(
         "  max_shard_size = "
           + (watch.maxShardBytes.map { "\(watch.maxShardSize) (\($0) bytes)" } ?? "\"\" (keep the source's sharding)"))
+      out.append("  consolidate = \(watch.consolidate.rawValue)")
     }
     if !config.masked.isEmpty {
       out.append("")
