@@ -1,5 +1,6 @@
 import CheckpointConversion
 import CheckpointFormats
+import Clocks
 import Foundation
 import Testing
 
@@ -74,6 +75,9 @@ import Testing
       })
     #expect(fixture.converter.callCount == 0)
     try saved.write(to: URL(fileURLWithPath: rank1))
+    // The rank file lands in global_step4/, which raises no event on the checkpoint folder: the daemon finds
+    // it at its next recheck. `until` returned without running the daemon's pending deadline, so run it.
+    if let wake = await fixture.daemon.nextWake { await fixture.clock.advance(by: wake) }
     #expect(await fixture.until { _ in fixture.events("checkpoint-4") == [.converted] })
     await fixture.stop()
     let record = try #require(Self.records(fixture, "checkpoint-4").first)
