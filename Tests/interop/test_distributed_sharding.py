@@ -92,3 +92,28 @@ def test_sharded_consolidation_from_pretrained_logits(fixtures, run_ckptd, tmp_p
     ids = torch.randint(0, 251, (2, 9), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, live(input_ids=ids).logits)
+
+
+def test_sharded_consolidation_memory_is_flat(fixtures, ckptd_bin, tmp_path):  # noqa: F811
+    """The 256 MiB ZeRO-3 model of test_distributed_memory.py, consolidated into 50 MB shards: peak RSS stays
+    under the same 64 MiB, and every shard holds what the partitions were built from."""
+    from safetensors import safe_open
+
+    from test_distributed_memory import COLS, PARAMS, ROWS, RSS_LIMIT_MIB, enlarge, peak_rss_mib
+
+    folder = tmp_path / "checkpoint-2"
+    shutil.copytree(source_folder(fixtures, "zero3_fp32_frozen"), folder)
+    full = torch.randn(PARAMS * ROWS * COLS, generator=torch.Generator().manual_seed(5))
+    enlarge(folder, 3, full)
+    out = tmp_path / "out"
+    rss = peak_rss_mib(ckptd_bin, ["convert", folder, "--to", "safetensors", "--out", out, "--max-shard-size", "50MB"])
+    assert rss < RSS_LIMIT_MIB, f"peak RSS {rss:.1f} MiB for a {full.numel() * 4 >> 20} MiB model in 50 MB shards"
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    # 4 MiB tensors, 11 per 50 MB shard: 64 tensors -> 6 shards
+    assert len(set(index["weight_map"].values())) == 6, index["weight_map"]
+    assert index["metadata"]["total_size"] == full.numel() * 4
+    for i in (0, 1, PARAMS // 2, PARAMS - 1):
+        name = f"layer{i}.weight"
+        with safe_open(str(out / index["weight_map"][name]), framework="pt") as f:
+            want = full[i * ROWS * COLS:(i + 1) * ROWS * COLS].view(ROWS, COLS)
+            assert torch.equal(f.get_tensor(name), want), i
