@@ -87,3 +87,34 @@ def test_daemon_consolidates_a_deepspeed_trainer_checkpoint(fixtures, tmp_path, 
         assert (folder / "global_step2" / path.name).read_bytes() == path.read_bytes(), path.name
     status = json.loads(daemon.status_file.read_text())
     assert all(d.get("pending", []) == [] for d in status["directories"]), status
+
+
+def test_daemon_consolidates_a_trainer_fsdp_checkpoint(fixtures, tmp_path):
+    """Trainer + accelerate FSDP2 SHARDED_STATE_DICT (no weights, no config): the folder waits for
+    pytorch_model_fsdp_0/.metadata (DCP renames it into place last), then becomes pytorch_model.bin with
+    source_kind dcp, equal to dcp_to_torch_save."""
+    case = "trainer_fsdp2"
+    src = source_folder(fixtures, case)
+    root = tmp_path / "run"
+    root.mkdir()
+    daemon = Daemon(tmp_path / "d")
+    daemon.add_dropin("10-run.toml", root)
+    daemon.start()
+    try:
+        folder = root / "checkpoint-2"
+        shutil.copytree(src, folder, ignore=lambda d, names: [".metadata"] if d.endswith("pytorch_model_fsdp_0") else [])
+        reason = wait_for(
+            lambda: (r := pending_reason(daemon, root, "checkpoint-2")) and ".metadata" in r and r,
+            60, what="the status file to say it waits for .metadata")
+        assert "pytorch_model_fsdp_0" in reason, reason
+        assert last_record(root, "checkpoint-2") is None
+        staged = folder / "pytorch_model_fsdp_0" / ".metadata.tmp"
+        shutil.copyfile(src / "pytorch_model_fsdp_0" / ".metadata", staged)
+        staged.rename(folder / "pytorch_model_fsdp_0" / ".metadata")
+        wait_for(lambda: converted(root, "checkpoint-2"), 120, what="the manifest record")
+    finally:
+        daemon.stop()
+    record = last_record(root, "checkpoint-2")
+    assert record["source_kind"] == "dcp", record
+    assert [o["name"] for o in record["outputs"]] == ["pytorch_model.bin"], record
+    assert_same_dict(load_bin(folder / "pytorch_model.bin"), expected(fixtures, case), f"{case} via the daemon: ")
