@@ -35,32 +35,48 @@ public enum Consolidator {
     target == .safetensors ? "model.safetensors" : "pytorch_model.bin"
   }
 
-  /// Reads, writes, verifies and commits the consolidated model of `folder`.
+  /// Reads, writes, verifies and commits the consolidated model of `folder`: one file, or shards of at
+  /// most `options.maxShardSize` bytes with an index, named and split as `save_pretrained` does
+  /// (`ShardPlanning`); tied names stay in their tensor's shard.
   public static func consolidate(folder: String, options: ConversionOptions) throws -> ConversionResult {
     let started = FileSystem.now()
     let times = FileSystem.FolderTimes(path: folder)
     defer { times?.restore() }
     let model = try DistributedCheckpoint.read(folder: folder)
-    let output = CheckpointScanner.join(options.outDir ?? folder, outputName(options.target))
+    let outputFolder = options.outDir ?? folder
+    let shards = shardLayout(model, options: options)
     var result = ConversionResult(path: folder, outcome: .converted, target: options.target, dtype: options.dtype)
-    let replace = FileSystem.exists(output)
-    if replace && !(options.force || FileSystem.isWrittenByCkptd(output)) {
-      throw CheckpointError(
-        .exists, path: output,
-        "already exists and was not written by ckptd; not overwritten (use --force to replace it)")
+    let indexPath = shards.index.map { CheckpointScanner.join(outputFolder, $0.name) }
+    var replace: [String: Bool] = [:]
+    for output in shards.files.map({ CheckpointScanner.join(outputFolder, $0.name) }) + (indexPath.map { [$0] } ?? [])
+    where FileSystem.exists(output) {
+      guard options.force || FileSystem.isWrittenByCkptd(output) else {
+        throw CheckpointError(
+          .exists, path: output,
+          "already exists and was not written by ckptd; not overwritten (use --force to replace it)")
+      }
+      replace[output] = true
     }
-    let content = try plan(model, output: output, options: options)
-    let writeBytes = content.uniqueBytes
-    let verifyBytes = options.verify ? content.expected.reduce(Int64(0)) { $0 + $1.source.byteCount } : 0
+    var contents: [(output: String, content: Content)] = []
+    for shard in shards.files {
+      let output = CheckpointScanner.join(outputFolder, shard.name)
+      contents.append((output, try plan(model, tensors: shard.tensors, output: output, options: options)))
+    }
+    let writeBytes = contents.reduce(Int64(0)) { $0 + $1.content.uniqueBytes }
+    let compared = contents.flatMap(\.content.expected).reduce(Int64(0)) { $0 + $1.source.byteCount }
+    let verifyBytes = options.verify ? compared : 0
     let monitor = ProgressMonitor(total: writeBytes + verifyBytes, options: options, path: folder)
-    let file = try OutputFile(
-      path: output, mode: FileSystem.permissions(of: model.files.first ?? folder), sha256: options.hashOutputs)
-    var committed = false
-    defer { if !committed { file.abandon() } }
+    let mode = FileSystem.permissions(of: model.files.first ?? folder)
+    var pending: [OutputFile] = []
+    defer { pending.forEach { $0.abandon() } }
     try StreamBuffer.with { scratch in
-      try write(content, to: file, monitor: monitor, scratch: scratch)
-      FileSystem.markWrittenByCkptd(fd: file.fd)
-      if options.verify {
+      for (output, content) in contents {
+        try monitor.check()
+        let file = try OutputFile(path: output, mode: mode, sha256: options.hashOutputs)
+        pending.append(file)
+        try write(content, to: file, monitor: monitor, scratch: scratch)
+        FileSystem.markWrittenByCkptd(fd: file.fd)
+        guard options.verify else { continue }
         let reread: StateDict
         do {
           reread = try WeightFile.open(path: file.temporaryPath)
@@ -72,17 +88,57 @@ public enum Consolidator {
           onBytes: { try monitor.advance($0, writing: false) })
       }
     }
+    if let index = shards.index, let indexPath {
+      let file = try OutputFile(path: indexPath, mode: mode, sha256: options.hashOutputs)
+      pending.append(file)
+      try file.write(index.index.serialized())
+      FileSystem.markWrittenByCkptd(fd: file.fd)
+    }
     try monitor.check()
-    result.outputs = [.init(path: output, bytes: file.position, sha256: file.sha256Hex())]
-    try file.commit(replace: replace)
-    committed = true
+    result.outputs = pending.map { .init(path: $0.path, bytes: $0.position, sha256: $0.sha256Hex()) }
+    try Converter.commit(pending, replace: replace)
+    pending = []
     result.sources = model.files.map { path in
       .init(path: path, bytes: (try? ReadableFile(path: path).size) ?? 0, sha256: nil)
     }
-    result.tensorCount = content.expected.count
+    result.tensorCount = contents.reduce(0) { $0 + $1.content.expected.count }
     result.verified = options.verify
     result.seconds = FileSystem.now() - started
     return result
+  }
+
+  /// How the consolidated model is split: each output file's name and the positions (in
+  /// `model.tensors`) of the tensors it holds, and the index when there is more than one file.
+  struct ShardLayout {
+    var files: [(name: String, tensors: [Int])]
+    var index: (name: String, index: ShardIndex)?
+  }
+
+  /// Splits `model` by `options.maxShardSize` (one file without it) the way `ShardPlanning` splits a
+  /// plain conversion: tensors in output order, sizes in the output dtype, aliases add no size.
+  static func shardLayout(_ model: DistributedModel, options: ConversionOptions) -> ShardLayout {
+    let single = ShardLayout(files: [(outputName(options.target), Array(model.tensors.indices))], index: nil)
+    guard let limit = options.maxShardSize, !model.tensors.isEmpty else { return single }
+    let sizes = model.tensors.map { Int64($0.elementCount) * Int64(options.dtype.outputDType(for: $0.dtype).byteSize) }
+    let shards = ShardPlanning.split(sizes: sizes, limit: limit)
+    guard shards.count > 1 else { return single }
+    let stem = options.target == .safetensors ? "model" : "pytorch_model"
+    let ext = options.target == .safetensors ? ".safetensors" : ".bin"
+    let names = ShardPlanning.shardNames(stem: stem, ext: ext, count: shards.count)
+    var weightMap: [String: String] = [:]
+    for (positions, name) in zip(shards, names) {
+      for position in positions { weightMap[model.tensors[position].name] = name }
+    }
+    for (alias, target) in model.aliases {
+      if let shard = weightMap[target] { weightMap[alias] = shard }
+    }
+    let total = sizes.reduce(0, +)
+    // What save_pretrained writes: {"metadata": {"total_parameters": N, "total_size": bytes}, "weight_map": ...}.
+    let index = ShardIndex(
+      weightMap: weightMap,
+      metadata: ["total_parameters": .integer(model.parameterCount), "total_size": .integer(Int(total))])
+    return ShardLayout(
+      files: zip(names, shards).map { (name: $0, tensors: $1) }, index: (stem + ext + WeightNaming.indexSuffix, index))
   }
 
   /// What one consolidated file holds.
@@ -100,22 +156,28 @@ public enum Consolidator {
     return OutputTensor(name: tensor.name, dtype: out, shape: tensor.shape, source: source)
   }
 
-  /// Lays out the file: safetensors keeps one copy of tied tensors and names the alias in the metadata
-  /// (as the engine does); torch files share one storage between tied names.
-  static func plan(_ model: DistributedModel, output: String, options: ConversionOptions) throws -> Content {
+  /// Lays out one file holding `model.tensors` at `positions` and their tied names: safetensors keeps
+  /// one copy of tied tensors and names the alias in the metadata (as the engine does); torch files share
+  /// one storage between tied names.
+  static func plan(_ model: DistributedModel, tensors positions: [Int], output: String, options: ConversionOptions)
+    throws -> Content
+  {
     var seen = Set<String>()
     for tensor in model.namedTensors {
       guard seen.insert(tensor.name).inserted else {
         throw CheckpointError(.invalidFormat, path: model.folder, "tensor name '\(tensor.name)' appears twice")
       }
     }
-    let unique = try model.tensors.map { try cast($0, options.dtype) }
-    let expected = try model.namedTensors.map { try cast($0, options.dtype) }
+    let unique = try positions.map { try cast(model.tensors[$0], options.dtype) }
+    let here = Set(unique.map(\.name))
+    let aliases = model.aliases.filter { here.contains($0.target) }
+    let names = here.union(aliases.map(\.alias))
+    let expected = try model.namedTensors.filter { names.contains($0.name) }.map { try cast($0, options.dtype) }
     let bytes = unique.reduce(Int64(0)) { $0 + $1.source.byteCount }
     switch options.target {
     case .safetensors:
       var metadata = ["format": "pt"]
-      for (alias, target) in model.aliases { metadata[alias] = target }
+      for (alias, target) in aliases { metadata[alias] = target }
       return Content(safetensors: (unique, metadata), torch: nil, expected: expected, uniqueBytes: bytes)
     case .torch:
       var storages: [OutputStorage] = []
@@ -127,7 +189,7 @@ public enum Consolidator {
         storages.append(OutputStorage(key: key, dtype: tensor.dtype, source: tensor.source))
         tensors.append(TensorInfo(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, storageKey: key))
       }
-      for (alias, target) in model.aliases {
+      for (alias, target) in aliases {
         guard let key = keys[target], let info = tensors.first(where: { $0.name == target }) else { continue }
         var copy = info
         copy.name = alias

@@ -72,6 +72,41 @@ import Testing
     #expect(try Consolidator.shouldConsolidate(folder: zero.folder, mode: .always))
   }
 
+  @Test(arguments: [WeightFormat.torch, .safetensors])
+  func consolidatesIntoShardsWithAnIndexUnderMaxShardSize(target: WeightFormat) throws {
+    let fixtures = try Fixtures()
+    defer { fixtures.remove() }
+    let zero = ZeroFixture(folder: try fixtures.folder("checkpoint-4"))
+    try zero.writeZero3()
+    // a (12 bytes) fills a 12-byte shard; b (16 bytes) is over the limit and gets a shard of its own,
+    // placed before the one being filled (huggingface_hub's order); c, tied to a, stays with a.
+    let options = ConversionOptions(target: target, maxShardSize: 12)
+    let result = try Consolidator.convert(path: zero.folder, mode: .auto, options: options)
+    let stem = target == .safetensors ? "model" : "pytorch_model"
+    let ext = target == .safetensors ? ".safetensors" : ".bin"
+    let names = ["\(stem)-00001-of-00002\(ext)", "\(stem)-00002-of-00002\(ext)"]
+    #expect(result.outputs.map { OutputFile.split($0.path).1 } == names + [stem + ext + ".index.json"])
+    #expect(result.verified && result.tensorCount == 3)
+    #expect(!FileManager.default.fileExists(atPath: zero.folder + "/" + Consolidator.outputName(target)))
+    let index = try ShardIndex.read(path: zero.folder + "/" + stem + ext + ".index.json")
+    #expect(index.weightMap == ["b": names[0], "a": names[1], "c": names[1]])
+    #expect(index.metadata["total_size"] == .integer(28))
+    #expect(index.metadata["total_parameters"] == .integer(7))
+    let shardOne = try WeightFile.open(path: zero.folder + "/" + names[0])
+    let shardTwo = try WeightFile.open(path: zero.folder + "/" + names[1])
+    let first = TensorComparison.found(in: shardOne)
+    let second = TensorComparison.found(in: shardTwo)
+    #expect(Set(first.keys) == ["b"] && Set(second.keys) == ["a", "c"])
+    #expect(try bytes(shardOne.source(for: try #require(first["b"]).view)) == ZeroFixture.f32([4, 5, 6, 7]))
+    for name in ["a", "c"] {
+      #expect(try bytes(shardTwo.source(for: try #require(second[name]).view)) == ZeroFixture.f32([1, 2, 3]))
+    }
+    // A limit that holds everything writes one file without an index.
+    let big = try Consolidator.consolidate(
+      folder: zero.folder, options: ConversionOptions(target: target, maxShardSize: 1 << 20))
+    #expect(big.outputs.map { OutputFile.split($0.path).1 } == [Consolidator.outputName(target)])
+  }
+
   @Test func refusesAMissingRankFile() throws {
     let fixtures = try Fixtures()
     defer { fixtures.remove() }

@@ -100,7 +100,7 @@ extension ConfigLoader {
   static let dropinKeys: Set<String> = [
     "path", "format", "dtype", "pattern", "ready_marker", "settle_seconds", "keep_source", "verify", "manifest",
     "exec_after", "exec_timeout_seconds",
-    "max_shard_size",
+    "max_shard_size", "consolidate",
     "watch", "poll_seconds",
   ]
 
@@ -189,6 +189,12 @@ extension ConfigLoader {
         throw ConfigKeyError("poll_seconds must be between 0.05 and 86400, not \(seconds)")
       }
       watch.pollSeconds = seconds
+    }
+    if let mode = try keys.string("consolidate") {
+      guard let parsed = ConsolidateMode(rawValue: mode) else {
+        throw ConfigKeyError("consolidate must be \"auto\", \"always\" or \"never\", not \"\(mode)\"")
+      }
+      watch.consolidate = parsed
     }
     return watch
   }

@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 
 /// `ckptd config check` output: effective settings per watched directory, masked files, and problems.
@@ -45,6 +46,7 @@ public enum ConfigReport {
       let mode = fs.mode == .poll ? "poll (inotify + every \(formatSeconds(watch.pollSeconds)) s)" : "inotify"
       out.append("  file system: \(fs.type) (f_type \(fs.magicHex)\(fs.mountPoint.map { ", mounted at \($0)" } ?? ""))")
       out.append("  watch mode: \(mode): \(fs.reason)")
+      out.append("  consolidate = \(watch.consolidate.rawValue)")
     }
     if !config.masked.isEmpty {
       out.append("")

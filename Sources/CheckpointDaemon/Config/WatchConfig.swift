@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 
 /// One watched output directory, as one drop-in file (`watch.d/NN-name.toml`) describes it.
@@ -28,6 +29,8 @@ public struct WatchConfig: Sendable, Equatable {
   public var maxShardSize: String = ""
   /// `max_shard_size` in bytes; nil keeps the source's sharding.
   public var maxShardBytes: Int64?
+  /// When a DeepSpeed ZeRO / Distributed Checkpoint folder is consolidated (`consolidate`).
+  public var consolidate: ConsolidateMode = .auto
   /// The drop-in file this watch came from.
   public var sourceFile: String
   /// How changes are noticed (`watch`): auto (by file system), inotify, or poll (inotify plus polling).

@@ -10,6 +10,8 @@ public struct ConversionOutcome: Sendable, Equatable {
   public var verified: Bool
   /// The source weight files were removed after a verified conversion.
   public var removedSource: Bool
+  /// `weights`, `deepspeed` or `dcp` (the manifest's `source_kind`); nil when the converter does not say.
+  public var sourceKind: String?
   /// Set when there was nothing to do (already in the target format, no weights): recorded as `skipped`.
   public var skippedReason: String?
 

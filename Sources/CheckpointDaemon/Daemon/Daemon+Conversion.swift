@@ -204,6 +204,7 @@ extension Daemon {
       line.tensors = outcome.tensors
       line.verified = outcome.verified
       line.note = outcome.skippedReason
+      line.sourceKind = outcome.sourceKind
       var lines = [line]
       if outcome.removedSource {
         var removed = base(.removedSource)

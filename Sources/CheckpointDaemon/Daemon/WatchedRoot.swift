@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 import Foundation
 
@@ -27,8 +28,9 @@ final class WatchedRoot {
   init(config: WatchConfig, structuralCheck: (@Sendable (String) throws -> Void)?) {
     self.config = config
     manifest = Manifest(path: config.manifestPath)
-    let rules = CompletionRules(
+    var rules = CompletionRules(
       pattern: config.pattern, readyMarker: config.readyMarker, settleSeconds: config.settleSeconds)
+    rules.waitsForDistributed = config.consolidate != .never
     if let structuralCheck {
       tracker = CheckpointTracker(rules: rules, structuralCheck: structuralCheck)
     } else {
@@ -77,5 +79,6 @@ final class WatchedRoot {
     self.config = config
     tracker.rules = CompletionRules(
       pattern: config.pattern, readyMarker: config.readyMarker, settleSeconds: config.settleSeconds)
+    tracker.rules.waitsForDistributed = config.consolidate != .never
   }
 }

@@ -48,6 +48,9 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
   public var retryable: Bool?
   /// Free text (e.g. why a checkpoint was skipped).
   public var note: String?
+  /// What was converted: `weights` (ordinary weight files), `deepspeed` (ZeRO partitions consolidated) or
+  /// `dcp` (a Distributed Checkpoint consolidated); nil where nothing was read (failures, exec records).
+  public var sourceKind: String?
   /// `exec` records: the command's exit status, or the signal that ended it.
   public var exitStatus: Int32?
   public var signal: Int32?
@@ -78,6 +81,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
   enum CodingKeys: String, CodingKey {
     case checkpoint, event, format, dtype, sources, outputs, tensors, start, end, seconds, verified, error
     case retryable, note
+    case sourceKind = "source_kind"
     case exitStatus = "exit_status"
     case signal
     case stderrTail = "stderr_tail"
@@ -99,6 +103,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     error = try c.decodeIfPresent(String.self, forKey: .error)
     retryable = try c.decodeIfPresent(Bool.self, forKey: .retryable)
     note = try c.decodeIfPresent(String.self, forKey: .note)
+    sourceKind = try c.decodeIfPresent(String.self, forKey: .sourceKind)
     exitStatus = try c.decodeIfPresent(Int32.self, forKey: .exitStatus)
     signal = try c.decodeIfPresent(Int32.self, forKey: .signal)
     stderrTail = try c.decodeIfPresent([String].self, forKey: .stderrTail)
@@ -120,6 +125,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     try c.encodeIfPresent(error, forKey: .error)
     try c.encodeIfPresent(retryable, forKey: .retryable)
     try c.encodeIfPresent(note, forKey: .note)
+    try c.encodeIfPresent(sourceKind, forKey: .sourceKind)
     try c.encodeIfPresent(exitStatus, forKey: .exitStatus)
     try c.encodeIfPresent(signal, forKey: .signal)
     try c.encodeIfPresent(stderrTail, forKey: .stderrTail)

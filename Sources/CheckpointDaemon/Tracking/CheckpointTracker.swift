@@ -1,3 +1,4 @@
+import CheckpointConversion
 import CheckpointFormats
 import Foundation
 
@@ -42,6 +43,8 @@ public struct CheckpointTracker: Sendable {
     var lastChange: Double
     var lastSnapshot: FolderSnapshot?
     var recheck = Recheck.onChange
+    /// The rank files' sizes at the last evaluation, for a distributed checkpoint.
+    var distributed: DistributedCheckpoint.Snapshot?
   }
 
   private var candidates: [String: Candidate] = [:]
@@ -110,7 +113,22 @@ public struct CheckpointTracker: Sendable {
       candidates[folder]?.recheck = .stability
       return .waiting("settling (checking that sizes are stable)")
     }
-    if snapshot.weightFiles.isEmpty && rules.readyMarker.isEmpty {
+    var distributedReady = false
+    if rules.waitsForDistributed {
+      // A DeepSpeed / DCP checkpoint: every rank's file, `latest` naming an existing tag, `.metadata`,
+      // and rank file sizes unchanged since the last evaluation (see `DistributedCheckpoint.readiness`).
+      let (state, sizes) = DistributedCheckpoint.readiness(folder: folder, previous: candidate.distributed)
+      candidates[folder]?.distributed = sizes
+      switch state {
+      case .notDistributed: break
+      case .ready: distributedReady = true
+      case .waiting(let reason):
+        // Rank files land in `global_stepN/` or a DCP subfolder, which raise no event on this folder.
+        candidates[folder]?.recheck = .stability
+        return .waiting(reason)
+      }
+    }
+    if snapshot.weightFiles.isEmpty && rules.readyMarker.isEmpty && !distributedReady {
       return .waiting("no weight files yet")
     }
     if let reason = structuralProblem(folder, snapshot: snapshot) {

@@ -10,6 +10,9 @@ public struct CompletionRules: Sendable, Equatable {
   public var readyMarker: String
   /// Seconds without any change before a checkpoint counts as finished.
   public var settleSeconds: Double
+  /// Whether a folder holding a DeepSpeed ZeRO / Distributed Checkpoint also waits for every rank's files
+  /// (`DistributedCheckpoint.readiness`); false when `consolidate = "never"`.
+  public var waitsForDistributed = true
 
   /// Creates the rules.
   public init(pattern: String = "checkpoint-*", readyMarker: String = "trainer_state.json", settleSeconds: Double = 10)

@@ -1,0 +1,1 @@
+../CheckpointConversionTests/DistributedFixtures.swift
