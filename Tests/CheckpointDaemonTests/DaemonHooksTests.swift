@@ -60,7 +60,10 @@ import Testing
     #expect(await fixture.until { _ in fixture.events("checkpoint-2") == [.converted, .exec] })
     let exec = Self.records(fixture).filter { $0.event == .exec }
     #expect(exec.map(\.exitStatus) == [7, 7])
-    #expect(exec.first?.stderrTail == ["no credentials for \(Daemon.nodeName)"])
+    let node = await fixture.daemon.currentConfig.nodeName
+    #expect(exec.first?.stderrTail == ["no credentials for \(node)"])
+    #expect(Self.records(fixture).allSatisfy { $0.node == node })
+    #expect(await fixture.daemon.status.node == node)
     // An exec record does not make a converted checkpoint look unconverted.
     #expect(await fixture.daemon.status.directories.first?.pending.isEmpty == true)
     await fixture.stop()

@@ -191,10 +191,13 @@ extension Daemon {
   private func manifestRecords(
     _ job: Job, result: Result<ConversionOutcome, any Error>, end: Date
   ) -> (lines: [ManifestRecord], vanished: Bool) {
+    let node = config.nodeName
     func base(_ event: ManifestEvent) -> ManifestRecord {
-      ManifestRecord(
+      var record = ManifestRecord(
         checkpoint: job.name, event: event, format: job.watch.format.rawValue, dtype: job.watch.dtype.rawValue,
         start: job.start, end: end)
+      record.node = node
+      return record
     }
     switch result {
     case .success(let outcome):

@@ -26,7 +26,7 @@ extension Daemon {
         "CKPTD_FORMAT": watch.format.rawValue,
         "CKPTD_OUTPUTS": outcome.outputs.map(\.name).joined(separator: "\n"),
         "CKPTD_MANIFEST": watch.manifestPath,
-        "CKPTD_NODE": Self.nodeName,
+        "CKPTD_NODE": config.nodeName,
       ],
       timeout: .nanoseconds(Int64((watch.execTimeoutSeconds * 1e9).rounded())))
     let runner = ExecAfterRunner(clock: options.clock, killGrace: options.execKillGrace)
@@ -59,6 +59,7 @@ extension Daemon {
     case .notStarted(let reason): record.error = reason
     }
     record.stderrTail = outcome.stderrTail.isEmpty ? nil : outcome.stderrTail
+    record.node = config.nodeName
     record.note = outcome.timedOut ? "timed out" : nil
     if outcome.succeeded {
       logger.info("exec_after \(hook.name): \(outcome.summary) in \(Int(outcome.seconds * 1000)) ms")
@@ -76,12 +77,5 @@ extension Daemon {
       logger.error("cannot append to the manifest: \(text)")
       root.manifestError = "cannot record exec \(hook.name): \(text)"
     }
-  }
-
-  /// The host name, for `CKPTD_NODE`.
-  static var nodeName: String {
-    var buffer = [CChar](repeating: 0, count: 256)
-    guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 }

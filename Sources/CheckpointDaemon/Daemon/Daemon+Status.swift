@@ -41,7 +41,9 @@ extension Daemon {
     let inotify = InotifyStatus(
       watches: registry.count, overflows: figures.overflows, rescans: rescans)
     let problems = config.problems + (reloadError.map { [$0] } ?? [])
+    let node = config.nodeName
     publisher.update { status in
+      status.node = node
       status.directories = directories
       status.inotify = inotify
       status.problems = problems

@@ -1,4 +1,5 @@
 import CheckpointFormats
+import Foundation
 import SystemPackage
 
 #if canImport(Glibc)
@@ -64,6 +65,39 @@ enum DaemonFile {
         }
         return result
       }
+    }
+  }
+}
+
+extension DaemonFile {
+  /// Replaces `path` with `bytes` atomically: a temporary in the same folder (O_EXCL, mode 0644 whatever the
+  /// umask), then `rename`, so a reader sees the old content or the new, never a part. The
+  /// temporary's descriptor is closed exactly once, before the rename, whatever fails; the temporary is
+  /// removed on failure. `rename` is replaceable so that tests can make the last step fail.
+  static func replace(
+    _ path: String, with bytes: [UInt8], what: String,
+    rename: (String, String) -> Int32 = { Glibc.rename($0, $1) }
+  ) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    let name = (path as NSString).lastPathComponent
+    let temp = (folder.isEmpty ? "" : folder + "/") + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let fd = try open(
+      temp, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
+      permissions: [.ownerReadWrite, .groupRead, .otherRead], what: "cannot create \(what)")
+    do {
+      try attempt(temp, "cannot write \(what)") {
+        try fd.closeAfter {
+          _ = try fd.writeAll(bytes)
+          // umask may have narrowed the mode; readers (`ckptd status`, a metrics collector) run as other users.
+          _ = fchmod(fd.rawValue, 0o644)
+        }
+      }
+      guard rename(temp, path) == 0 else {
+        throw failure(errno, path: path, "cannot replace \(what)")
+      }
+    } catch {
+      unlink(temp)
+      throw error
     }
   }
 }

@@ -51,6 +51,8 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
   /// What was converted: `weights` (ordinary weight files), `deepspeed` (ZeRO partitions consolidated) or
   /// `dcp` (a Distributed Checkpoint consolidated); nil where nothing was read (failures, exec records).
   public var sourceKind: String?
+  /// The instance (`node_name`) that wrote the record; nil in records from before it was kept.
+  public var node: String?
   /// `exec` records: the command's exit status, or the signal that ended it.
   public var exitStatus: Int32?
   public var signal: Int32?
@@ -82,6 +84,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     case checkpoint, event, format, dtype, sources, outputs, tensors, start, end, seconds, verified, error
     case retryable, note
     case sourceKind = "source_kind"
+    case node
     case exitStatus = "exit_status"
     case signal
     case stderrTail = "stderr_tail"
@@ -104,6 +107,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     retryable = try c.decodeIfPresent(Bool.self, forKey: .retryable)
     note = try c.decodeIfPresent(String.self, forKey: .note)
     sourceKind = try c.decodeIfPresent(String.self, forKey: .sourceKind)
+    node = try c.decodeIfPresent(String.self, forKey: .node)
     exitStatus = try c.decodeIfPresent(Int32.self, forKey: .exitStatus)
     signal = try c.decodeIfPresent(Int32.self, forKey: .signal)
     stderrTail = try c.decodeIfPresent([String].self, forKey: .stderrTail)
@@ -126,6 +130,7 @@ public struct ManifestRecord: Codable, Sendable, Equatable {
     try c.encodeIfPresent(retryable, forKey: .retryable)
     try c.encodeIfPresent(note, forKey: .note)
     try c.encodeIfPresent(sourceKind, forKey: .sourceKind)
+    try c.encodeIfPresent(node, forKey: .node)
     try c.encodeIfPresent(exitStatus, forKey: .exitStatus)
     try c.encodeIfPresent(signal, forKey: .signal)
     try c.encodeIfPresent(stderrTail, forKey: .stderrTail)

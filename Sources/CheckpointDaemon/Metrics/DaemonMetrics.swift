@@ -70,6 +70,6 @@ public struct DaemonMetrics: Sendable {
 
   /// Replaces `path` atomically (temporary file in the same folder, fsync, rename) with the rendered text.
   public func write(to path: String) throws {
-    try AtomicTextFile.replace(path, with: render())
+    try DaemonFile.replace(path, with: Array(render().utf8), what: "the metrics file")
   }
 }

@@ -49,7 +49,6 @@ public enum StatusFile {
   ) throws {
     let bytes = try encode(snapshot)
     let folder = (path as NSString).deletingLastPathComponent
-    let name = (path as NSString).lastPathComponent
     if !folder.isEmpty {
       do {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -57,25 +56,6 @@ public enum StatusFile {
         throw CheckpointError(.io, path: folder, "cannot create the status folder: \(error.localizedDescription)")
       }
     }
-    let temp = (folder.isEmpty ? "" : folder + "/") + ".\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    let fd = try DaemonFile.open(
-      temp, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
-      permissions: [.ownerReadWrite, .groupRead, .otherRead],
-      what: "cannot create the status file")
-    do {
-      try DaemonFile.attempt(temp, "cannot write the status file") {
-        try fd.closeAfter {
-          _ = try fd.writeAll(bytes)
-          // umask may have narrowed the mode; readers (`ckptd status` as any user) need 0644.
-          _ = fchmod(fd.rawValue, 0o644)
-        }
-      }
-      guard rename(temp, path) == 0 else {
-        throw DaemonFile.failure(errno, path: path, "cannot replace the status file")
-      }
-    } catch {
-      unlink(temp)
-      throw error
-    }
+    try DaemonFile.replace(path, with: bytes, what: "the status file", rename: rename)
   }
 }

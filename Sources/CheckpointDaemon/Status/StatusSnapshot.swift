@@ -125,6 +125,8 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
 
   public var schemaVersion: Int
   public var pid: Int32
+  /// The instance's `node_name` (the host name unless configured).
+  public var node: String?
   /// ckptd's version.
   public var version: String
   public var startedAt: Date
@@ -164,7 +166,7 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
 
   enum CodingKeys: String, CodingKey {
     case schemaVersion = "schema_version"
-    case pid, version
+    case pid, version, node
     case startedAt = "started_at"
     case updatedAt = "updated_at"
     case state, directories, active, inotify, problems
@@ -176,6 +178,7 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     schemaVersion = try c.decode(Int.self, forKey: .schemaVersion)
     pid = try c.decode(Int32.self, forKey: .pid)
+    node = try c.decodeIfPresent(String.self, forKey: .node)
     version = try c.decodeIfPresent(String.self, forKey: .version) ?? ""
     startedAt = try ISOTime.decode(c, .startedAt)
     updatedAt = try ISOTime.decode(c, .updatedAt)
@@ -192,6 +195,7 @@ public struct StatusSnapshot: Codable, Sendable, Equatable {
     var c = encoder.container(keyedBy: CodingKeys.self)
     try c.encode(schemaVersion, forKey: .schemaVersion)
     try c.encode(pid, forKey: .pid)
+    try c.encodeIfPresent(node, forKey: .node)
     try c.encode(version, forKey: .version)
     try c.encode(ISOTime.string(startedAt), forKey: .startedAt)
     try c.encode(ISOTime.string(updatedAt), forKey: .updatedAt)
