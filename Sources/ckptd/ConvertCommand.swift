@@ -66,6 +66,9 @@ struct ConvertCommand: AsyncParsableCommand {
   @Flag(help: "Print a JSON summary of what was written instead of the progress and text summary.")
   var json = false
 
+  @Flag(help: "Run at idle I/O priority, nice 10 and SCHED_BATCH, out of a training job's way (as the daemon's unit).")
+  var nice = false
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -83,6 +86,7 @@ struct ConvertCommand: AsyncParsableCommand {
     signal(SIGPIPE, SIG_IGN)
     signal(SIGINT) { _ in ConvertCommand.interrupted = true }
     signal(SIGTERM) { _ in ConvertCommand.interrupted = true }
+    if nice { try ProcessPriority.lowerProcess() }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
