@@ -25,6 +25,12 @@ public final class ReadableFile: Sendable {
   /// is released then).
   private let cachedBefore: PageSet?
   private let dropping = Atomic<Bool>(false)
+  /// With `dropBehind`: everything before this offset has been released.
+  private let releasedThrough = Atomic<Int64>(0)
+  /// `dropBehind` releases what lies this far behind the reads, in batches of as much again: pages read a
+  /// moment ago can still sit in per-CPU LRU batches, where DONTNEED cannot drop them without draining every
+  /// CPU's batches (`lru_add_drain_all`, which waits for each core: slow on a busy machine).
+  static let releaseLag: Int64 = 32 << 20
 
   /// The raw descriptor, for the C calls of other modules.
   public var fd: Int32 { descriptor.rawValue }
@@ -61,7 +67,7 @@ public final class ReadableFile: Sendable {
       throw CheckpointError(
         .truncated, path: path, "file ends at byte \(offset + Int64(done)), expected \(buffer.count - done) more")
     }
-    if dropping.load(ordering: .relaxed) { releaseCache(offset: offset, count: Int64(buffer.count)) }
+    didRead(offset: offset, count: Int64(buffer.count))
   }
 
   /// Reads a small range into a new array (headers, pickles, zip records: never tensor data).
@@ -87,9 +93,17 @@ public final class ReadableFile: Sendable {
     set { dropping.store(newValue, ordering: .relaxed) }
   }
 
-  /// Called after the kernel copied a range out of the file (`copy_file_range`): releases it as a read would.
+  /// Called after each read, and after the kernel copied a range out of the file (`copy_file_range`): with
+  /// `dropBehind`, releases what lies `releaseLag` behind. (What a non-sequential read skips is released by
+  /// `releaseCache()` at the end.)
   public func didRead(offset: Int64, count: Int64) {
-    if dropping.load(ordering: .relaxed) { releaseCache(offset: offset, count: count) }
+    guard dropping.load(ordering: .relaxed) else { return }
+    let mark = releasedThrough.load(ordering: .relaxed)
+    let through = offset + count - Self.releaseLag
+    guard through - mark >= Self.releaseLag else { return }
+    if releasedThrough.compareExchange(expected: mark, desired: through, ordering: .relaxed).exchanged {
+      releaseCache(offset: mark, count: through - mark)
+    }
   }
 
   /// Drops the pages of `count` bytes at `offset` (the whole file by default) from the page cache

@@ -38,6 +38,10 @@ SIZES = [float(s) for s in os.environ.get("BENCH_SIZES", "1 4").split()]
 PARTS = os.environ.get("BENCH_PARTS", "speed yield concurrent big").split()
 BIG_GIB = float(os.environ.get("BENCH_BIG_GIB", "20"))
 BIG_FREE_GIB = float(os.environ.get("BENCH_BIG_FREE_GIB", "60"))
+YIELD_GIB = float(os.environ.get("BENCH_YIELD_GIB", "4"))
+READER_GIB = int(os.environ.get("BENCH_READER_GIB", "2"))
+PAIR_GIB = float(os.environ.get("BENCH_PAIR_GIB", "2"))
+KEEP = os.environ.get("BENCH_KEEP", "") == "1"
 PY = sys.executable
 MIB = 1 << 20
 GIB = 1 << 30
@@ -243,6 +247,8 @@ def part_speed() -> list:
                          f"{spread(cached[label], '{:.0f}')} |")
         lines.append("")
         lines += paired_ratios(rows, samples, cp_by_src)
+        if not KEEP:
+            shutil.rmtree(os.path.join(DATA, f"{size:g}g"), ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return lines
 
@@ -279,13 +285,13 @@ def dd_read(path: str) -> float:
 
 
 def part_yield() -> list:
-    base = os.path.join(DATA, "4g")
-    generate(base, 4)
+    base = os.path.join(DATA, f"{YIELD_GIB:g}g")
+    generate(base, YIELD_GIB)
     src = os.path.join(base, "st")
-    reader = os.path.join(DATA, "reader-2g")
-    if not os.path.exists(reader) or os.path.getsize(reader) != 2 * GIB:
-        subprocess.run(["dd", "if=/dev/urandom", f"of={reader}", "bs=4M", "count=512", "conv=fsync", "status=none"],
-                       check=True)
+    reader = os.path.join(DATA, "reader")
+    if not os.path.exists(reader) or os.path.getsize(reader) != READER_GIB * GIB:
+        subprocess.run(["dd", "if=/dev/urandom", f"of={reader}", "bs=4M", f"count={READER_GIB * 256}", "conv=fsync",
+                        "status=none"], check=True)
     out = os.path.join(DATA, "out")
     alone, during = [], {"plain": [], "nice": []}
     conversion = {"plain": [], "nice": []}
@@ -307,8 +313,12 @@ def part_yield() -> list:
                   f"{' (conversion ended first)' if ended_first else ''}, conversion {conversion[mode][-1]:.1f} s",
                   flush=True)
     shutil.rmtree(out, ignore_errors=True)
+    if not KEEP:
+        shutil.rmtree(base, ignore_errors=True)
+        os.remove(reader)
     med = statistics.median(alone)
-    lines = [f"### A 2 GiB `dd iflag=direct` reader beside a 4 GiB st->bin conversion (verify on), {RUNS} runs, "
+    lines = [f"### A {READER_GIB} GiB `dd iflag=direct` reader beside a {YIELD_GIB:g} GiB st->bin conversion (verify "
+             f"on), {RUNS} runs, "
              f"load average {before} -> {load()}", "",
              "| reader | MB/s | ratio to alone | conversion s |", "| --- | ---: | ---: | ---: |",
              f"| alone | {spread(alone, '{:.0f}')} | 1.00 | - |"]
@@ -326,9 +336,9 @@ def part_yield() -> list:
 
 
 def part_concurrent() -> list:
-    base = os.path.join(DATA, "2g")
-    generate(base, 2)
-    second = os.path.join(DATA, "2g-second")
+    base = os.path.join(DATA, f"{PAIR_GIB:g}g")
+    generate(base, PAIR_GIB)
+    second = os.path.join(DATA, f"{PAIR_GIB:g}g-second")
     if not os.path.exists(second):
         shutil.copytree(os.path.join(base, "st"), second)
     first = os.path.join(base, "st")
@@ -350,10 +360,10 @@ def part_concurrent() -> list:
             (apart if mode == "apart" else together).append(time.monotonic() - start)
         print(f"concurrent run {run + 1}: one after the other {apart[-1]:.1f} s, at once {together[-1]:.1f} s",
               flush=True)
-    for o in outs:
+    for o in outs + ([] if KEEP else [base, second]):
         shutil.rmtree(o, ignore_errors=True)
     ratios = [t / a for t, a in zip(together, apart)]
-    return [f"### Two 2 GiB st->bin conversions (verify on), {RUNS} runs, load average {before} -> {load()}", "",
+    return [f"### Two {PAIR_GIB:g} GiB st->bin conversions (verify on), {RUNS} runs, load average {before} -> {load()}", "",
             "| how | total wall s | ratio |", "| --- | ---: | ---: |",
             f"| one after the other | {spread(apart)} | 1.00 |",
             f"| at once (two processes, like `workers = 2`) | {spread(together)} | {spread(ratios)} |", ""]
