@@ -29,17 +29,18 @@ package func retryingOnInterrupt<I: FixedWidthInteger>(_ body: () -> I) -> Resul
 }
 
 extension FileDescriptor {
-  /// Opens `path` (always `O_CLOEXEC`); a failure is an `.io` error naming `path`, "<action>: <reason>".
+  /// Opens `path` (always `O_CLOEXEC`); a failure is an `.io` error naming `errorPath` (by default `path`),
+  /// "<action>: <reason>".
   package static func open(
     checkpointPath path: String, _ mode: AccessMode, options: OpenOptions = [], permissions: FilePermissions? = nil,
-    action: String = "cannot open"
+    action: String = "cannot open", errorPath: String? = nil
   ) throws -> FileDescriptor {
     do {
       return try path.withCString { name in
         try FileDescriptor.open(name, mode, options: options.union(.closeOnExec), permissions: permissions)
       }
     } catch let error as Errno {
-      throw CheckpointError.io(action, path: path, error)
+      throw CheckpointError.io(action, path: errorPath ?? path, error)
     }
   }
 

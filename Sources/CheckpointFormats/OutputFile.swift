@@ -40,7 +40,7 @@ public final class OutputFile {
     let temporary = (dir.isEmpty ? "" : dir + "/") + OutputFile.temporaryPrefix + base + "." + tag
     let descriptor = try FileDescriptor.open(
       checkpointPath: temporary, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
-      permissions: FilePermissions(rawValue: mode), action: "cannot create")
+      permissions: FilePermissions(rawValue: mode), action: "cannot create \(temporary)", errorPath: path)
     // The umask may have narrowed the bits; set them as asked.
     descriptor.setPermissions(mode)
     self.path = path

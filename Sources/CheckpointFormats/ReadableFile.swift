@@ -106,6 +106,13 @@ public final class ReadableFile: Sendable {
     }
   }
 
+  /// Pages of the file in the page cache now (`mincore`); nil if the kernel cannot say. For tests and benches.
+  package func residentPageCount() -> Int? {
+    guard let now = PageSet(residentIn: descriptor, size: size) else { return nil }
+    let pages = (size + Int64(PageSet.pageSize) - 1) / Int64(PageSet.pageSize)
+    return (0..<pages).reduce(0) { $0 + (now.contains($1) ? 1 : 0) }
+  }
+
   /// Drops the pages of `count` bytes at `offset` (the whole file by default) from the page cache
   /// (`posix_fadvise(POSIX_FADV_DONTNEED)`), except the pages that were cached before this file was opened.
   public func releaseCache(offset: Int64 = 0, count: Int64? = nil) {
