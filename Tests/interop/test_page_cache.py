@@ -128,8 +128,9 @@ def test_conversion_leaves_little_cached_and_keeps_the_trainers_pages(ckptd_bin,
     cached = resident(source) + sum(resident(p) for p in outputs)
     assert cached <= RESIDENT_LIMIT_MIB * MIB, (
         f"{cached / MIB:.1f} MiB of source and output left in the page cache (limit {RESIDENT_LIMIT_MIB} MiB)")
-    # Reclaim on a busy machine may evict a few of the oldest cached pages whoever holds them (seen once: 23 of
-    # 4096); releasing the trainer's range would lose all of it.
+    # Seen once in about ten runs: 23 of the 4096 pages gone, with no reclaim on the machine (/proc/vmstat
+    # pgsteal 0); the cause is not found yet (large folios straddling a released range are a suspect). A few
+    # pages are tolerated; releasing the trainer's range would lose all of it.
     kept = resident(source, *TRAINER)
     assert kept >= trainer_before * 0.99, f"ckptd dropped {(trainer_before - kept) // PAGE} pages the trainer had cached"
     shutil.rmtree(out, ignore_errors=True)
