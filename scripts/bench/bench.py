@@ -247,7 +247,8 @@ def part_speed() -> list:
                          f"{spread(cached[label], '{:.0f}')} |")
         lines.append("")
         lines += paired_ratios(rows, samples, cp_by_src)
-        if not KEEP:
+        needed = (size == YIELD_GIB and "yield" in PARTS) or (size == PAIR_GIB and "concurrent" in PARTS)
+        if not KEEP and not needed:
             shutil.rmtree(os.path.join(DATA, f"{size:g}g"), ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return lines
@@ -433,10 +434,11 @@ def main():
                      ("big", part_big)):
         if part in PARTS:
             body += fn()
+            # Written after every part, so that an interrupted run keeps what it measured.
+            with open(os.path.join(DATA, "bench.md"), "w") as f:
+                f.write("\n".join(head + body) + "\n")
             print("\n".join(body[-12:]), flush=True)
     text = "\n".join(head + body) + "\n"
-    with open(os.path.join(DATA, "bench.md"), "w") as f:
-        f.write(text)
     path = os.path.join(REPO, "BENCHMARKS.md")
     current = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
