@@ -54,8 +54,10 @@ interop: setup-python
 lint:
 	$(SWIFT) format lint --strict --recursive Package.swift Sources Tests
 
+# ANCHOR_REF: the older commit the bench compares with (built once into bench-data/anchor-REF); empty: none.
+ANCHOR_REF ?= 9959bb0
 bench: setup build-release
-	scripts/bench.sh
+	ANCHOR_REF=$(ANCHOR_REF) scripts/bench.sh
 
 fuzz: setup-system
 	scripts/fuzz.sh $(FUZZ_SECONDS)

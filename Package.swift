@@ -41,12 +41,16 @@ let package = Package(
         "CLinux",
         "CZlib",
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SystemPackage", package: "swift-system"),
       ],
       swiftSettings: swiftSettings
     ),
     .target(
       name: "CheckpointConversion",
-      dependencies: ["CheckpointFormats", "CLinux"],
+      dependencies: [
+        "CheckpointFormats", "CLinux",
+        .product(name: "SystemPackage", package: "swift-system"),
+      ],
       swiftSettings: swiftSettings
     ),
     .target(

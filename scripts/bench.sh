@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# `make bench`: conversion speed and memory against cp and the Python converters, then the daemon figures.
+# `make bench`: conversion speed, memory and page cache against cp, the Python converters and an anchor build of
+# an older commit (ANCHOR_REF, built once into bench-data/anchor-REF), what a conversion does to a reader beside
+# it, two conversions at once, 20 GiB when the disk has room; then the daemon figures.
+# BENCH_PARTS picks parts (default "speed yield concurrent big daemon"); see scripts/bench/bench.py.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${CKPTD_VENV:-$HOME/.cache/ckptd/venv}
 export CKPTD=${CKPTD:-$here/.build/release/ckptd}
+export BENCH_DIR=${BENCH_DIR:-$here/bench-data}
+export BENCH_PARTS=${BENCH_PARTS:-speed yield concurrent big daemon}
 [ -x /usr/bin/time ] || { echo "bench: /usr/bin/time missing (apt-get install time)"; exit 1; }
-mkdir -p "${BENCH_DIR:-$here/bench-data}"
-if [ -x "$here/scripts/bench/daemon_bench.py" ] || [ -f "$here/scripts/bench/daemon_bench.py" ]; then
-  "$venv/bin/python" "$here/scripts/bench/daemon_bench.py"
+command -v fincore >/dev/null || { echo "bench: fincore missing (util-linux)"; exit 1; }
+mkdir -p "$BENCH_DIR"
+if [ -n "${ANCHOR_REF:-}" ] && [ -z "${ANCHOR:-}" ]; then
+  anchor_dir="$BENCH_DIR/anchor-$ANCHOR_REF"
+  if [ ! -x "$anchor_dir/.build/release/ckptd" ]; then
+    echo "bench: building the anchor $ANCHOR_REF in $anchor_dir"
+    mkdir -p "$anchor_dir"
+    git -C "$here" archive "$ANCHOR_REF" | tar -x -C "$anchor_dir"
+    (cd "$anchor_dir" && swift build -c release)
+  fi
+  export ANCHOR="$anchor_dir/.build/release/ckptd"
+  export ANCHOR_COMMIT="$(git -C "$here" rev-parse --short "$ANCHOR_REF")"
 fi
 "$venv/bin/python" "$here/scripts/bench/bench.py"
+if [[ " $BENCH_PARTS " == *" daemon "* ]]; then
+  "$venv/bin/python" "$here/scripts/bench/daemon_bench.py"
+fi
 # Distributed checkpoints (issue 12): replaces its own section of BENCHMARKS.md, so it runs after bench.py.
 "$venv/bin/python" "$here/scripts/bench/dist_bench.py"

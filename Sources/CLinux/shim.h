@@ -3,6 +3,8 @@
 /* Linux calls that Swift's Glibc module does not export (they need _GNU_SOURCE), wrapped once here. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/vfs.h> /* statfs: the file system's magic number (f_type), which statvfs lacks */
@@ -32,4 +34,39 @@ static inline long long ckptd_statfs_type(const char *path) {
   if (statfs(path, &info) != 0) return -1;
   return (long long)(unsigned long)info.f_type;
 }
+
+/* mincore(2) over a file range: which of its pages are in the page cache. `offset` must be page-aligned; `vec`
+   gets one byte per page (bit 0 set: resident). Maps the range read-only for the call and unmaps it. */
+static inline int ckptd_resident_pages(int fd, long long offset, size_t length, unsigned char *vec) {
+  if (length == 0) return 0;
+  void *map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, (off_t)offset);
+  if (map == MAP_FAILED) return -1;
+  int result = mincore(map, length, vec);
+  int saved = errno;
+  munmap(map, length);
+  errno = saved;
+  return result;
+}
+
+/* ioprio_set/ioprio_get(IOPRIO_WHO_PROCESS, tid): a thread's I/O scheduling class (1 realtime, 2 best effort,
+   3 idle) and level, encoded as `class << 13 | level`; tid 0 is the calling thread. */
+static inline int ckptd_ioprio_set_thread(int tid, int ioclass, int level) {
+  return (int)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, tid, (ioclass << 13) | level);
+}
+static inline int ckptd_ioprio_get_thread(int tid) {
+  return (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+}
+
+/* A thread's nice value (Linux: PRIO_PROCESS with a thread id) and SCHED_BATCH (needs _GNU_SOURCE in <sched.h>,
+   hence the number). tid 0 is the calling thread. */
+static inline int ckptd_set_nice_thread(int tid, int nice) { return setpriority(PRIO_PROCESS, (id_t)tid, nice); }
+static inline int ckptd_get_nice_thread(int tid) {
+  errno = 0;
+  return getpriority(PRIO_PROCESS, (id_t)tid);
+}
+static inline int ckptd_set_batch_scheduling(int tid) {
+  int param[1] = {0}; /* struct sched_param: one int, sched_priority (0 for SCHED_BATCH) */
+  return (int)syscall(SYS_sched_setscheduler, tid, 3 /* SCHED_BATCH */, param);
+}
+static inline int ckptd_gettid(void) { return (int)syscall(SYS_gettid); }
 #endif

@@ -75,7 +75,7 @@ public enum Consolidator {
         let file = try OutputFile(path: output, mode: mode, sha256: options.hashOutputs)
         pending.append(file)
         try write(content, to: file, monitor: monitor, scratch: scratch)
-        FileSystem.markWrittenByCkptd(fd: file.fd)
+        FileSystem.markWrittenByCkptd(file)
         guard options.verify else { continue }
         let reread: StateDict
         do {
@@ -92,7 +92,7 @@ public enum Consolidator {
       let file = try OutputFile(path: indexPath, mode: mode, sha256: options.hashOutputs)
       pending.append(file)
       try file.write(index.index.serialized())
-      FileSystem.markWrittenByCkptd(fd: file.fd)
+      FileSystem.markWrittenByCkptd(file)
     }
     try monitor.check()
     result.outputs = pending.map { .init(path: $0.path, bytes: $0.position, sha256: $0.sha256Hex()) }

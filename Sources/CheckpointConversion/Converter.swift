@@ -63,11 +63,21 @@ public enum Converter {
         let output = try OutputFile(
           path: file.output, mode: FileSystem.permissions(of: file.input), sha256: options.hashOutputs)
         pending.append(output)
+        // Page cache: the last pass over a source releases what it read (but not the pages that were
+        // cached before ckptd opened it), so a conversion does not evict the training job's files.
+        // An output may draw on several source shards (resharding), each opened once.
+        var seen = Set<ObjectIdentifier>()
+        let sources = file.expected.map(\.stateDict.file).filter { seen.insert(ObjectIdentifier($0)).inserted }
+        for source in sources { source.dropBehind = !options.verify }
         try write(file, to: output, monitor: monitor, scratch: scratch)
-        FileSystem.markWrittenByCkptd(fd: output.fd)
+        FileSystem.markWrittenByCkptd(output)
         if options.verify {
+          for source in sources { source.dropBehind = true }
           try verify(file, written: output.temporaryPath, dtype: plan.dtype, monitor: monitor, scratch: scratch)
+          // The verified output's clean pages go too (the rest after the fsync in `commit`).
+          output.releaseCache()
         }
+        for source in sources { source.releaseCache() }
       }
       result.sources = try plan.sourcePaths.map { path in
         let size = try ReadableFile(path: path).size
@@ -81,7 +91,7 @@ public enum Converter {
         sha256: options.hashOutputs)
       pending.append(output)
       try output.write(index.index.serialized())
-      FileSystem.markWrittenByCkptd(fd: output.fd)
+      FileSystem.markWrittenByCkptd(output)
     }
     try monitor.check()
     result.outputs = pending.map { .init(path: $0.path, bytes: $0.position, sha256: $0.sha256Hex()) }
@@ -165,6 +175,7 @@ public enum Converter {
   /// The SHA-256 of a whole file, read in chunks.
   static func sha256(of path: String, scratch: UnsafeMutableRawBufferPointer) throws -> String {
     let file = try ReadableFile(path: path)
+    file.dropBehind = true
     var hasher = StreamingSHA256()
     try FileRangeSource(file: file, offset: 0, byteCount: file.size).stream(scratch: scratch) { chunk in
       hasher.update(chunk)

@@ -50,8 +50,8 @@ enum FileSystem {
   }
 
   /// Marks an open output as written by ckptd; best effort (`fsetxattr(2)`; some file systems refuse).
-  static func markWrittenByCkptd(fd: Int32) {
-    _ = "1".withCString { value in fsetxattr(fd, markerAttribute, value, 1, 0) }
+  static func markWrittenByCkptd(_ output: OutputFile) {
+    output.descriptor.setAttribute(markerAttribute, value: "1")
   }
 
   /// Removes a file; errors other than "not there" are reported.
@@ -60,6 +60,20 @@ enum FileSystem {
       let err = errno
       throw CheckpointError(.io, path: path, "cannot remove: \(String(cString: strerror(err)))", errno: err)
     }
+  }
+
+  /// The names in a folder, without `.` and `..`; empty if it cannot be read (`opendir(3)`, `readdir(3)`).
+  static func directoryEntries(_ path: String) -> [String] {
+    guard let folder = opendir(path) else { return [] }
+    defer { closedir(folder) }
+    var names: [String] = []
+    while let entry = readdir(folder) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+      }
+      if name != "." && name != ".." { names.append(name) }
+    }
+    return names
   }
 
   /// Monotonic seconds, for timing.

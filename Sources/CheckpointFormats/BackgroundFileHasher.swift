@@ -1,3 +1,5 @@
+import SystemPackage
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -12,7 +14,8 @@ final class BackgroundFileHasher: @unchecked Sendable {
   /// Bytes read back per `pread`.
   static let chunkSize = 4 << 20
 
-  private let readFD: Int32
+  private let reader: FileDescriptor
+  private let path: String
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
   private let condition: UnsafeMutablePointer<pthread_cond_t>
   private var thread = pthread_t()
@@ -28,9 +31,11 @@ final class BackgroundFileHasher: @unchecked Sendable {
   /// reading, the machine has one core, or the thread cannot start.
   init?(path: String) {
     guard sysconf(Int32(_SC_NPROCESSORS_ONLN)) > 1 else { return nil }
-    let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    readFD = fd
+    guard let reader = try? FileDescriptor.open(checkpointPath: path, .readOnly, options: [.noFollow]) else {
+      return nil
+    }
+    self.reader = reader
+    self.path = path
     mutex = .allocate(capacity: 1)
     condition = .allocate(capacity: 1)
     pthread_mutex_init(mutex, nil)
@@ -56,7 +61,7 @@ final class BackgroundFileHasher: @unchecked Sendable {
     pthread_cond_destroy(condition)
     mutex.deallocate()
     condition.deallocate()
-    close(readFD)
+    try? reader.closeOnce(path: path)
   }
 
   /// Announces that the file now holds `position` bytes.
@@ -107,10 +112,8 @@ final class BackgroundFileHasher: @unchecked Sendable {
       pthread_mutex_unlock(mutex)
       while ok && hashed < target {
         let want = Int(Swift.min(Int64(buffer.count), target - hashed))
-        guard let base = buffer.baseAddress else { break }
-        let n = pread(readFD, base, want, off_t(hashed))
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 {
+        let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])
+        guard let n = try? reader.readFully(at: hashed, into: chunk, path: path), n > 0 else {
           ok = false
           break
         }

@@ -1,5 +1,6 @@
 import CLinux
 import Glibc
+import SystemPackage
 
 /// A file created "transactionally": written under a temporary name in its final folder and renamed
 /// into place only by `commit()`. Until then nothing exists under the final name; `abandon()` (or a
@@ -16,8 +17,10 @@ public final class OutputFile {
   public let path: String
   /// The temporary path the data goes to until `commit()`.
   public let temporaryPath: String
-  /// The descriptor of the temporary file.
-  public let fd: Int32
+  /// The descriptor of the temporary file; closed exactly once (by `commit`, `abandon` or deinit).
+  package let descriptor: FileDescriptor
+  /// The raw descriptor, for the C calls of other modules.
+  public var fd: Int32 { descriptor.rawValue }
   /// Bytes written so far (the sequential write position).
   public private(set) var position: Int64 = 0
   private var finished = false
@@ -35,17 +38,14 @@ public final class OutputFile {
     var random = SystemRandomNumberGenerator()
     let tag = String(random.next() as UInt64, radix: 36)
     let temporary = (dir.isEmpty ? "" : dir + "/") + OutputFile.temporaryPrefix + base + "." + tag
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-    if fd < 0 {
-      let err = errno
-      throw CheckpointError(
-        .io, path: path, "cannot create \(temporary): \(String(cString: strerror(err)))", errno: err)
-    }
+    let descriptor = try FileDescriptor.open(
+      checkpointPath: temporary, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
+      permissions: FilePermissions(rawValue: mode), action: "cannot create \(temporary)", errorPath: path)
     // The umask may have narrowed the bits; set them as asked.
-    _ = fchmod(fd, mode)
+    descriptor.setPermissions(mode)
     self.path = path
     self.temporaryPath = temporary
-    self.fd = fd
+    self.descriptor = descriptor
     if sha256 {
       self.background = BackgroundFileHasher(path: temporary)
       if background == nil { self.hasher = StreamingSHA256() }
@@ -62,24 +62,14 @@ public final class OutputFile {
   deinit {
     background?.cancel()
     if !finished {
-      close(fd)
+      try? descriptor.closeOnce(path: temporaryPath)
       unlink(temporaryPath)
     }
   }
 
   /// Appends all of `bytes`. The corresponding C function is `write(2)`.
   public func write(_ bytes: UnsafeRawBufferPointer) throws {
-    var done = 0
-    while done < bytes.count {
-      guard let base = bytes.baseAddress else { return }
-      let n = Glibc.write(fd, base + done, bytes.count - done)
-      if n < 0 {
-        let err = errno
-        if err == EINTR { continue }
-        throw CheckpointError(.io, path: path, "write failed: \(String(cString: strerror(err)))", errno: err)
-      }
-      done += n
-    }
+    try descriptor.writeFully(bytes, path: path)
     hasher?.update(bytes)
     appended(bytes.count)
   }
@@ -90,7 +80,7 @@ public final class OutputFile {
     position += Int64(count)
     background?.advance(to: position)
     if position - writebackStart >= OutputFile.writebackWindow {
-      _ = ckptd_start_writeback(fd, writebackStart, position - writebackStart)
+      descriptor.startWriteback(offset: writebackStart, count: position - writebackStart)
       writebackStart = position
     }
   }
@@ -112,22 +102,20 @@ public final class OutputFile {
       if kernel {
         // The output side uses (and advances) the descriptor's own offset, where `write` appends next.
         var from = offset + done
-        let n = ckptd_copy_file_range(file.fd, &from, fd, nil, Int(want))
-        if n > 0 {
+        switch descriptor.copyRange(from: file.descriptor, offset: &from, count: Int(want)) {
+        case .success(0):
+          throw CheckpointError(.truncated, path: file.path, "file ends at byte \(offset + done), expected more")
+        case .success(let n):
+          file.didRead(offset: offset + done, count: Int64(n))
           done += Int64(n)
           appended(n)
           try progress(n)
           continue
+        case .failure(let error):
+          guard [Errno.improperLink, .noFunction, .invalidArgument, .notSupported, .badFileDescriptor].contains(error)
+          else { throw CheckpointError.io("copy failed", path: path, error) }
+          kernel = false
         }
-        let err = errno
-        if n < 0 && err == EINTR { continue }
-        if n == 0 {
-          throw CheckpointError(.truncated, path: file.path, "file ends at byte \(offset + done), expected more")
-        }
-        guard err == EXDEV || err == ENOSYS || err == EINVAL || err == EOPNOTSUPP || err == EBADF else {
-          throw CheckpointError(.io, path: path, "copy failed: \(String(cString: strerror(err)))", errno: err)
-        }
-        kernel = false
       }
       let n = Int(Swift.min(want, Int64(scratch.count)))
       let chunk = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n])
@@ -146,19 +134,7 @@ public final class OutputFile {
   /// Overwrites bytes at an absolute offset without moving the append position (not hashed: do not use
   /// on a file opened with `sha256: true`). The corresponding C function is `pwrite(2)`.
   public func write(_ bytes: [UInt8], at offset: Int64) throws {
-    try bytes.withUnsafeBytes { (raw) in
-      var done = 0
-      while done < raw.count {
-        guard let base = raw.baseAddress else { return }
-        let n = pwrite(fd, base + done, raw.count - done, off_t(offset + Int64(done)))
-        if n < 0 {
-          let err = errno
-          if err == EINTR { continue }
-          throw CheckpointError(.io, path: path, "write failed: \(String(cString: strerror(err)))", errno: err)
-        }
-        done += n
-      }
-    }
+    try bytes.withUnsafeBytes { (raw) in try descriptor.writeFully(raw, at: offset, path: path) }
   }
 
   /// fsyncs the data, renames the temporary over the final name and fsyncs the folder.
@@ -208,22 +184,29 @@ public final class OutputFile {
     OutputFile.syncDirectory(OutputFile.split(path).0)
   }
 
+  /// Drops the pages of the temporary that are already written back from the page cache (dirty pages stay
+  /// until `commit` fsyncs and drops them all).
+  public func releaseCache() {
+    guard !finished else { return }
+    descriptor.advise(POSIX_FADV_DONTNEED)
+  }
+
   /// Closes and removes the temporary; nothing appears under the final name.
   public func abandon() {
     background?.cancel()
     guard !finished else { return }
     finished = true
-    close(fd)
+    try? descriptor.closeOnce(path: temporaryPath)
     unlink(temporaryPath)
   }
 
   /// fsyncs a folder so that renames in it are durable.
   public static func syncDirectory(_ dir: String) {
-    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd >= 0 {
-      _ = fsync(fd)
-      close(fd)
-    }
+    let folder = dir.isEmpty ? "." : dir
+    guard let descriptor = try? FileDescriptor.open(checkpointPath: folder, .readOnly, options: [.directory])
+    else { return }
+    try? descriptor.synchronize(path: folder)
+    try? descriptor.closeOnce(path: folder)
   }
 
   /// Splits a path into folder and last component.

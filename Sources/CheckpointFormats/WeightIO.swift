@@ -51,6 +51,8 @@ public enum WeightFile {
   public static func detect(path: String) throws -> WeightFormat {
     let file = try ReadableFile(path: path)
     let head = try file.readBytes(at: 0, count: Int(Swift.min(file.size, 9)))
+    // The read-ahead behind these 9 bytes is not needed again soon.
+    file.releaseCache()
     if head.count == 9, head[8] == UInt8(ascii: "{") {
       let length = head[0..<8].reversed().reduce(UInt64(0)) { ($0 << 8) | UInt64($1) }
       if length >= 2, length <= UInt64(SafetensorsReader.maxHeaderSize) { return .safetensors }

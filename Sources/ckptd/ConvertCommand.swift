@@ -85,6 +85,9 @@ struct ConvertCommand: AsyncParsableCommand {
   @Flag(help: "When another ckptd holds the checkpoint's claim, wait for it instead of failing.")
   var wait = false
 
+  @Flag(help: "Run at idle I/O priority, nice 10 and SCHED_BATCH, out of a training job's way (as the daemon's unit).")
+  var nice = false
+
   func validate() throws {
     if removeSource && noVerify {
       throw ValidationError("--remove-source needs verification: drop --no-verify")
@@ -109,6 +112,7 @@ struct ConvertCommand: AsyncParsableCommand {
     signal(SIGPIPE, SIG_IGN)
     signal(SIGINT) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
     signal(SIGTERM) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
+    if nice { try ProcessPriority.lowerProcess() }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

@@ -74,6 +74,15 @@ def write_index(folder: str, index_name: str, names: list, parts: list):
 
 def main():
     outdir, size = sys.argv[1], float(sys.argv[2])
+    # A copy kept from an earlier generation (OUTDIR.keep, same size): hard-link it instead of generating again.
+    keep = outdir.rstrip("/") + ".keep"
+    if os.path.isdir(keep):
+        for sub in sorted(os.listdir(keep)):
+            os.makedirs(os.path.join(outdir, sub), exist_ok=True)
+            for name in os.listdir(os.path.join(keep, sub)):
+                os.link(os.path.join(keep, sub, name), os.path.join(outdir, sub, name))
+        print(f"linked {outdir} from {keep}")
+        return
     sd = state_dict(size)
     for sub in ("st", "st-sharded", "bin", "bin-sharded"):
         os.makedirs(os.path.join(outdir, sub), exist_ok=True)
