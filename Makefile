@@ -37,11 +37,12 @@ swift-test:
 
 # Thread Sanitizer over the daemon and conversion suites, in its own scratch path (a separate full build).
 TSAN_SCRATCH ?= .build-tsan
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/Tests/tsan-suppressions.txt"
 tsan: setup-system
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
-	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
+	$(TSAN_ENV) $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
 		--filter CheckpointDaemonTests
-	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
+	$(TSAN_ENV) $(SWIFT) test --skip-build --sanitize=thread --scratch-path $(TSAN_SCRATCH) \
 		--filter CheckpointConversionTests
 
 # The interop suite: real torch/safetensors/transformers against the debug binary. pytest prints its summary

@@ -29,7 +29,7 @@ final class ProgressBar: ProgressReporting {
 
   private let isTerminal: Bool
   private let write: @Sendable (String) -> Void
-  private let state = Mutex(State())
+  private let state = Mutexed(State())
 
   /// A bar on standard error (`isTerminal` decides between the redrawn bar and plain lines).
   init(isTerminal: Bool = isatty(2) == 1, write: @escaping @Sendable (String) -> Void = ProgressBar.writeStandardError)

@@ -1,4 +1,5 @@
 import CheckpointConversion
+import CheckpointFormats
 import Foundation
 import Synchronization
 import Testing
@@ -37,7 +38,7 @@ import Testing
   }
 
   @Test func lowersAThreadAndTheKernelSaysSo() throws {
-    let result = Mutex<Result<Observation, CheckpointErrorBox>?>(nil)
+    let result = Mutexed<Result<Observation, CheckpointErrorBox>?>(nil)
     let done = DispatchSemaphore(value: 0)
     let thread = Thread {
       defer { done.signal() }

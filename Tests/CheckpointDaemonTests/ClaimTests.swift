@@ -159,8 +159,8 @@ import Testing
     let clock = TestClock()
     var a = ClaimBook(identity: Self.me(), ttl: Self.ttl, clock: clock)
     let claim = try #require(Self.acquired(try a.tryAcquire(folder: dir.path)))
-    let beats = Mutex(0)
-    let ended = Mutex<CheckpointError??>(nil)
+    let beats = Mutexed(0)
+    let ended = Mutexed<CheckpointError??>(nil)
     let keeper = Task {
       let error = await claim.keepAlive(clock: clock, every: Self.ttl / 4) { beats.withLock { $0 += 1 } }
       ended.withLock { $0 = .some(error) }

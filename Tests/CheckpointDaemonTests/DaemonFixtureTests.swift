@@ -21,11 +21,11 @@ final class FakeConverter: CheckpointConverting {
     case custom(@Sendable (String) throws -> ConversionOutcome)
   }
 
-  let behaviour: Mutex<Behaviour>
-  let calls = Mutex([String]())
+  let behaviour: Mutexed<Behaviour>
+  let calls = Mutexed([String]())
   private let gate = DispatchSemaphore(value: 0)
 
-  init(_ behaviour: Behaviour = .succeed) { self.behaviour = Mutex(behaviour) }
+  init(_ behaviour: Behaviour = .succeed) { self.behaviour = Mutexed(behaviour) }
 
   /// Lets one blocked conversion go on.
   func release() { gate.signal() }
@@ -69,7 +69,7 @@ final class DaemonFixture: Sendable {
   let converter: FakeConverter
   let clock = TestClock<Duration>()
   let daemon: Daemon
-  private let task = Mutex<Task<Void, Never>?>(nil)
+  private let task = Mutexed<Task<Void, Never>?>(nil)
 
   init(
     converter: FakeConverter = FakeConverter(), notifier: SystemdNotifier = SystemdNotifier(environment: [:]),
@@ -173,7 +173,7 @@ final class DaemonFixture: Sendable {
 final class NotifyListener: Sendable {
   let path: String
   let fd: Int32
-  private let received = Mutex([String]())
+  private let received = Mutexed([String]())
 
   init(directory: String) {
     path = directory + "/notify.sock"

@@ -1,3 +1,4 @@
+import CheckpointFormats
 import Clocks
 import Foundation
 import Synchronization
@@ -13,7 +14,7 @@ import Testing
 @Suite struct ExecAfterRunnerTests {
   /// Collects the lines a run logs and lets a test wait for one of them.
   final class LineLog: Sendable {
-    private let lines = Mutex<[ExecLine]>([])
+    private let lines = Mutexed<[ExecLine]>([])
     let stream: AsyncStream<ExecLine>
     private let continuation: AsyncStream<ExecLine>.Continuation
 
@@ -144,7 +145,7 @@ import Testing
       echo "child $!"
       exit 0
       """)
-    let child = Mutex<Int32>(-1)
+    let child = Mutexed<Int32>(-1)
     let outcome = await ExecAfterRunner(clock: TestClock()).run(
       ExecRequest(argv: [forking], directory: dir.path, environment: [:], timeout: .seconds(3600))
     ) { line in

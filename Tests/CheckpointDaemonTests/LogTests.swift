@@ -1,3 +1,4 @@
+import CheckpointFormats
 import Foundation
 import Logging
 import Synchronization
@@ -11,7 +12,7 @@ import Testing
 
 /// Collects what a handler writes.
 final class LineSink: Sendable {
-  private let stored = Mutex<[String]>([])
+  private let stored = Mutexed<[String]>([])
   var lines: [String] { stored.withLock { $0 } }
   func append(_ line: String) { stored.withLock { $0.append(line) } }
 }

@@ -69,7 +69,7 @@ import Testing
       Issue.record("no lock")
       return
     }
-    let done = Mutex(false)
+    let done = Mutexed(false)
     let waiter = Task {
       var lock = ManifestLock(manifestPath: manifest, identity: .current(node: "a"), ttl: .seconds(3600), clock: clock)
       try await lock.append(line: Array("after".utf8))

@@ -11,7 +11,7 @@ import Testing
 
 /// Reads and failures counted across threads, and the writer's "done".
 final class ReadCounts: Sendable {
-  private let counts = Mutex((reads: 0, failures: 0, done: false))
+  private let counts = Mutexed((reads: 0, failures: 0, done: false))
   var reads: Int { counts.withLock { $0.reads } }
   var failures: Int { counts.withLock { $0.failures } }
   var done: Bool { counts.withLock { $0.done } }
@@ -178,7 +178,7 @@ final class ReadCounts: Sendable {
   @Test func failedRenameClosesTheTemporaryOnce() throws {
     let dir = CoreTempDir()
     let path = dir.sub("status.json")
-    let taken = Mutex<[Int32]>([])
+    let taken = Mutexed<[Int32]>([])
     let failing: @Sendable (String, String) -> Int32 = { _, _ in
       taken.withLock { fds in
         for _ in 0..<64 { fds.append(open("/dev/null", O_RDONLY | O_CLOEXEC)) }

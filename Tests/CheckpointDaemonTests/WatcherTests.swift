@@ -60,7 +60,7 @@ func collect(
 
   /// A failed start closes both ends of the wake-up pipe (once: the numbers may be reused by then).
   @Test func failedStartClosesTheWakePipe() throws {
-    let seen = Mutex<[(fd: Int32, inode: UInt64)]>([])
+    let seen = Mutexed<[(fd: Int32, inode: UInt64)]>([])
     #expect(throws: CheckpointError.self) {
       _ = try InotifyEngine(
         initialize: { false },

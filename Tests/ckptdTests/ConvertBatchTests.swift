@@ -7,7 +7,7 @@ import Testing
 
 /// Records every call a progress reporter gets.
 final class RecordingReporter: ProgressReporting {
-  let calls = Mutex<[String]>([])
+  let calls = Mutexed<[String]>([])
 
   func begin(_ label: String) { calls.withLock { $0.append("begin \(label)") } }
   func update(done: Int64, total: Int64) { calls.withLock { $0.append("update") } }
@@ -65,7 +65,7 @@ final class RecordingReporter: ProgressReporting {
   }
 
   @Test func aTerminalBarIsClearedOnceWhenItWasDrawn() async {
-    let written = Mutex<[String]>([])
+    let written = Mutexed<[String]>([])
     let bar = ProgressBar(isTerminal: true, write: { text in written.withLock { $0.append(text) } })
     bar.begin("ckpt")
     bar.update(done: 2, total: 2)

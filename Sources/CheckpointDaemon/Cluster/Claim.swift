@@ -23,7 +23,7 @@ public final class Claim: Sendable {
   public let prefix: String
   /// The record as first written.
   public let record: ClaimRecord
-  private let state: Mutex<State>
+  private let state: Mutexed<State>
 
   private struct State {
     var fd: Int32
@@ -37,7 +37,7 @@ public final class Claim: Sendable {
     self.generation = generation
     self.path = ClaimBook.join(folder, prefix + String(generation))
     self.record = record
-    self.state = Mutex(State(fd: fd, beat: record.beat))
+    self.state = Mutexed(State(fd: fd, beat: record.beat))
   }
 
   deinit {

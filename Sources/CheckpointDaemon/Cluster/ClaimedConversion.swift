@@ -93,7 +93,7 @@ public enum ClaimedConversion {
       return .finishedByOther(holder: waitedFor.description)
     }
     let removed = sweep ? TemporarySweep.removeLeftovers(in: folder, under: claim) : []
-    let lost = Mutex<CheckpointError?>(nil)
+    let lost = Mutexed<CheckpointError?>(nil)
     let interval = book.ttl / 4
     let keeper = Task {
       if let error = await claim.keepAlive(clock: clock, every: interval) {

@@ -61,8 +61,8 @@ final class InotifyEngine: Sendable {
     var figures = Figures()
   }
 
-  private let requests = Mutex<[Request]>([])
-  private let state = Mutex(State())
+  private let requests = Mutexed<[Request]>([])
+  private let state = Mutexed(State())
   private let nextClient = Atomic<UInt64>(1)
   private let wakeRead: FileDescriptor
   private let wakeWrite: FileDescriptor
@@ -355,7 +355,7 @@ final class InotifyEngine: Sendable {
 /// A one-shot reply slot a caller blocks on until another thread fills it.
 final class Reply<Value: Sendable>: Sendable {
   private let semaphore = DispatchSemaphore(value: 0)
-  private let result = Mutex<Result<Value, CheckpointError>?>(nil)
+  private let result = Mutexed<Result<Value, CheckpointError>?>(nil)
 
   func finish(_ value: Result<Value, CheckpointError>) {
     result.withLock { $0 = value }
