@@ -13,13 +13,22 @@ mkdir -p "$out/crashes"
 sources=("$here"/Sources/CheckpointFormats/*.swift "$here"/Sources/CheckpointFormats/Distributed/*.swift)
 status=0
 bin=$out/ckptd-fuzz
-newest=$(ls -t "${sources[@]}" "$here"/Tests/fuzz/*.swift | head -1)
+newest=$(ls -t "${sources[@]}" "$here"/Tests/fuzz/*.swift "$here/scripts/fuzz.sh" | head -1)
 if [ ! -x "$bin" ] || [ "$newest" -nt "$bin" ]; then
   echo "fuzz: building $bin (swiftc -sanitize=fuzzer,address)"
   rm -f "$bin"
-  swiftc -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -module-name CheckpointFormats \
-    -I "$here/Sources/CZlib" -I "$here/Sources/CLinux" \
-    "${sources[@]}" "$here"/Tests/fuzz/*.swift -lz -o "$bin" 2>&1 | grep -v 'Cannot export local symbol' || true
+  # CheckpointFormats imports swift-system's SystemPackage: use the module and objects of the debug build
+  # (`make build` runs first), linked uninstrumented beside the fuzzed code.
+  debug=$here/.build/debug
+  [ -d "$debug/SystemPackage.build" ] || { echo "fuzz: $debug/SystemPackage.build missing: run make build"; exit 1; }
+  # Only SystemPackage: with swift-crypto's module visible StreamingSHA256 would want it linked too.
+  rm -rf "$out/modules" && mkdir -p "$out/modules"
+  cp -R "$debug/Modules/SystemPackage.swiftmodule" "$out/modules/"
+  swiftc -O -sanitize=fuzzer,address -parse-as-library -swift-version 6 -module-name CheckpointFormats -package-name ckptd \
+    -I "$here/Sources/CZlib" -I "$here/Sources/CLinux" -I "$out/modules" \
+    -I "$here/.build/checkouts/swift-system/Sources/CSystem/include" \
+    "${sources[@]}" "$here"/Tests/fuzz/*.swift "$debug"/SystemPackage.build/*.o "$debug"/CSystem.build/*.o \
+    -lz -o "$bin" 2>&1 | grep -v 'Cannot export local symbol' || true
   [ -x "$bin" ] || { echo "fuzz: build of $bin failed"; exit 1; }
 fi
 for harness in Safetensors Zip Pickle Zero DCP; do
