@@ -135,16 +135,5 @@ public enum DistributedCheckpoint {
 
 /// Folder listing for the readiness check (names only, hidden files included).
 enum DistributedFolderNames {
-  static func list(_ folder: String) -> [String] {
-    guard let dir = opendir(folder) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-      let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
-        pointer.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-      }
-      if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-  }
+  static func list(_ folder: String) -> [String] { DistributedFolder.names(folder) ?? [] }
 }

@@ -63,18 +63,7 @@ enum FileSystem {
   }
 
   /// The names in a folder, without `.` and `..`; empty if it cannot be read (`opendir(3)`, `readdir(3)`).
-  static func directoryEntries(_ path: String) -> [String] {
-    guard let folder = opendir(path) else { return [] }
-    defer { closedir(folder) }
-    var names: [String] = []
-    while let entry = readdir(folder) {
-      let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-      }
-      if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-  }
+  static func directoryEntries(_ path: String) -> [String] { DistributedFolder.names(path) ?? [] }
 
   /// Monotonic seconds, for timing.
   static func now() -> Double {

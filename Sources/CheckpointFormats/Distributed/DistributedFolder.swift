@@ -3,9 +3,9 @@
 #endif
 
 /// Folder listing and name helpers shared by the distributed readers (Foundation-free).
-enum DistributedFolder {
+package enum DistributedFolder {
   /// Entry names of a folder (without `.` and `..`), or nil if it cannot be listed.
-  static func names(_ folder: String) -> [String]? {
+  package static func names(_ folder: String) -> [String]? {
     guard let dir = opendir(folder) else { return nil }
     defer { closedir(dir) }
     var names: [String] = []
