@@ -74,11 +74,11 @@ final class DaemonFixture: Sendable {
   init(
     converter: FakeConverter = FakeConverter(), notifier: SystemdNotifier = SystemdNotifier(environment: [:]),
     createRoot: Bool = true, settle: Double = 0, workers: Int = 1, extraDropinDirs: [String] = [],
-    root rootName: String = "run", dropinExtra: String = "", mainExtra: String = "",
+    root rootName: String = "run", rootPath: String? = nil, dropinExtra: String = "", mainExtra: String = "",
     execKillGrace: Duration = .seconds(10)
   ) throws {
     base = try WatcherTempDir()
-    root = base.path + "/" + rootName
+    root = rootPath ?? base.path + "/" + rootName
     if createRoot { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) }
     try FileManager.default.createDirectory(atPath: base.path + "/watch.d", withIntermediateDirectories: true)
     configPath = base.path + "/ckptd.toml"

@@ -105,7 +105,7 @@ import Testing
       while written < perWriter {
         guard case .acquired(let held, _) = try? lock.tryLock() else { continue }
         let line = String(repeating: Character(String(writer)), count: 200) + " \(written)"
-        try? ManifestLock.appendLocked(path: manifest, line: Array(line.utf8))
+        try? ManifestLock.appendLocked(path: manifest, lines: Array(line.utf8) + [0x0A])
         held.release()
         written += 1
       }

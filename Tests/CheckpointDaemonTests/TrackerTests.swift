@@ -116,6 +116,23 @@ import Testing
     #expect(FolderSnapshot.take(folder) == before)
   }
 
+  @Test func dotNamesDoNotCountButADotMarkerDoes() throws {
+    let (dir, folder) = try makeCheckpoint(["model.safetensors": "ok", ".done": "1"])
+    defer { dir.cleanup() }
+    let before = FolderSnapshot.take(folder)
+    #expect(before?.files[".done"] == nil)
+    for name in [".ckptd-claim.1", ".nfs000000000123", ".fuse_hidden0000002a00000001", ".ckptd-manifest.jsonl.lock.3"] {
+      try "x".write(toFile: folder + "/" + name, atomically: false, encoding: .utf8)
+    }
+    #expect(FolderSnapshot.take(folder) == before)
+    #expect(FolderSnapshot.take(folder, keep: ".done")?.files[".done"] != nil)
+    var tracker = CheckpointTracker(
+      rules: CompletionRules(readyMarker: ".done", settleSeconds: 0), structuralCheck: Self.fakeCheck)
+    let now = Date().timeIntervalSince1970 + 100
+    _ = tracker.evaluate(folder, now: now)
+    #expect(tracker.evaluate(folder, now: now) == .ready)
+  }
+
   @Test func goneFolder() throws {
     let (dir, folder) = try makeCheckpoint([:])
     var tracker = CheckpointTracker(rules: CompletionRules(), structuralCheck: Self.fakeCheck)

@@ -50,13 +50,10 @@ public enum ClaimedConversion {
   ) async throws -> Outcome<T> {
     var waitedFor: ClaimHolder?
     let claim: Claim
-    var times = [timespec(), timespec()]
-    var haveTimes = false
+    var times = FolderTimes(folder)
     while true {
       // The folder's times before our claim file comes and goes (the Trainer rotates checkpoints by mtime).
-      var info = stat()
-      haveTimes = stat(folder, &info) == 0
-      times = [info.st_atim, info.st_mtim]
+      times = FolderTimes(folder)
       let outcome: ClaimOutcome
       do {
         outcome = try book.tryAcquire(folder: folder)
@@ -85,10 +82,8 @@ public enum ClaimedConversion {
       }
       break
     }
-    defer {
-      claim.release()
-      if haveTimes { _ = utimensat(AT_FDCWD, folder, &times, 0) }
-    }
+    let held = HeldClaim(claim, times: times)
+    defer { held.release() }
     if let waitedFor, isDone() {
       return .finishedByOther(holder: waitedFor.description)
     }

@@ -65,12 +65,13 @@ public struct ManifestLock: Sendable {
   public mutating func append(line: [UInt8]) async throws {
     let path = manifestPath
     try await withLock {
-      try ManifestLock.appendLocked(path: path, line: line)
+      try ManifestLock.appendLocked(path: path, lines: line + [0x0A])
     }
   }
 
-  /// The write itself; only call while holding the lock.
-  static func appendLocked(path: String, line: [UInt8]) throws {
+  /// The write itself: `lines` (whole records, each ending in a newline) in one write and one fsync; only call
+  /// while holding the lock.
+  static func appendLocked(path: String, lines: [UInt8]) throws {
     let existed = access(path, F_OK) == 0
     let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
     guard fd >= 0 else { throw ManifestLock.ioError(path, "cannot open the manifest") }
@@ -85,8 +86,7 @@ public struct ManifestLock: Sendable {
       guard pread(fd, &last, 1, offset - 1) == 1 else { throw ManifestLock.ioError(path, "cannot read the manifest") }
       if last != 0x0A { bytes.append(0x0A) }
     }
-    bytes.append(contentsOf: line)
-    bytes.append(0x0A)
+    bytes.append(contentsOf: lines)
     try bytes.withUnsafeBytes { raw in
       var done = 0
       while done < raw.count {

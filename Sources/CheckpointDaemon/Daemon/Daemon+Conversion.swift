@@ -62,6 +62,12 @@ extension Daemon {
   private func evaluate(_ root: WatchedRoot, folder: String, now: Duration) {
     let name = (folder as NSString).lastPathComponent
     if root.converting.contains(name) { return }
+    if Reconcile.isDone(root.latestRecords()[name], folder: folder) {
+      // Converted meanwhile by another instance (a shared directory): nothing to do here.
+      root.done.insert(name)
+      stopTracking(root, folder: folder)
+      return
+    }
     switch root.tracker.evaluate(folder, now: clock.wallSeconds) {
     case .gone:
       folderGone(root, name: name)
@@ -98,6 +104,32 @@ extension Daemon {
   func startQueued() {
     while !stopping && running.count + hooks.count < max(1, config.workers) && !queued.isEmpty {
       var job = queued.removeFirst()
+      guard let root = roots[job.rootPath] else { continue }
+      switch claimForConversion(job, root: root) {
+      case .convert(let claim):
+        job.claim = claim
+        job.beatAt = claim == nil ? nil : clock.now() + claimBeat
+      case .held(let holder):
+        root.converting.remove(job.name)
+        root.pending[job.name] = Self.heldReason(holder)
+        folderDue[job.folder] = Due(root: root.path, at: clock.now() + claimRecheck)
+        continue
+      case .done:
+        logger.info("\(job.folder) was converted by another instance")
+        root.converting.remove(job.name)
+        root.done.insert(job.name)
+        stopTracking(root, folder: job.folder)
+        continue
+      case .failed(let error):
+        logger.error("cannot claim \(job.folder): \(error.description)")
+        root.converting.remove(job.name)
+        root.pending[job.name] = nil
+        root.lastError = error.description
+        let fingerprint = FolderSnapshot.take(job.folder)?.weightFingerprint ?? ""
+        root.retries.recordFailure(job.folder, fingerprint: fingerprint, error: error, now: clock.seconds)
+        folderDue[job.folder] = Due(root: root.path, at: clock.now())
+        continue
+      }
       job.start = clock.wallTime()
       job.rootHandle = try? DaemonFile.open(job.rootPath, .readOnly, options: .directory, what: "cannot open")
       running[job.folder] = job
@@ -110,12 +142,14 @@ extension Daemon {
       let converter = options.converter
       let sink = input
       let wallTime = options.wallTime
-      let (folder, watch, token) = (job.folder, job.watch, job.token)
+      let (folder, watch, token, claim) = (job.folder, job.watch, job.token, job.claim?.claim)
       let gate = ProgressGate()
       let thread = Thread {
         let result = Result {
           try converter.convert(
-            folder: folder, watch: watch, isCancelled: { token.isCancelled },
+            folder: folder, watch: watch,
+            // Fencing: a conversion whose claim was taken over stops, and asks again right before it commits.
+            isCancelled: { token.isCancelled || claim.map { !$0.isCurrent() } ?? false },
             progress: { done, total in
               if gate.passes(done: done, total: total) {
                 sink.yield(.progress(folder: folder, done: done, total: total))
@@ -144,7 +178,21 @@ extension Daemon {
     if case .failure(let error) = result,
       job.token.isCancelled || (error as? CheckpointError)?.code == .cancelled
     {
-      Reconcile.removeStaleTemporaries(in: job.folder)
+      if let root, job.claimLost || job.claim.map({ !$0.claim.isCurrent() }) == true {
+        // Another instance took the claim over (it judged ours stale): it converts the checkpoint; this one
+        // committed nothing, touches nothing of the new holder's, and looks again later.
+        let by = job.claim?.claim.supersededBy().map { " by \($0.holder)" } ?? ""
+        logger.warning("\(job.folder): claim taken over\(by); stopped without committing")
+        job.claim?.release()
+        try? job.rootHandle?.close()
+        if !stopping && root.tracker.isTracking(job.folder) {
+          folderDue[job.folder] = Due(root: root.path, at: clock.now() + claimRecheck)
+        }
+        return
+      }
+      removeOwnTemporaries(job)
+      job.claim?.release()
+      try? job.rootHandle?.close()
       logger.info("abandoned \(job.folder); it is converted again on the next start")
       return
     }
@@ -156,19 +204,12 @@ extension Daemon {
     recordMetrics(job, records: records.lines, end: end)
     guard let root, sameRoot else {
       logger.notice("\(job.rootPath) was removed during the conversion of \(job.name); nothing recorded")
+      job.claim?.release()
       if let root { folderGone(root, name: job.name) }
       return
     }
-    for line in records.lines {
-      do {
-        try root.manifest.append(line)
-        root.counts[line.event.rawValue, default: 0] += 1
-      } catch {
-        let text = (error as? CheckpointError)?.description ?? "\(error)"
-        logger.error("cannot append to the manifest: \(text)")
-        root.manifestError = "cannot record \(line.event.rawValue) \(job.name): \(text)"
-      }
-    }
+    // The claim goes once the record is durable: another instance that then takes it reads the record.
+    record(records.lines, in: root, releasing: job.claim)
     switch result {
     case .success(let outcome):
       if outcome.skippedReason == nil && !job.watch.execAfter.isEmpty { startHook(job, outcome: outcome) }
@@ -222,7 +263,7 @@ extension Daemon {
     case .failure(let error):
       let text = (error as? CheckpointError)?.description ?? "\(error)"
       if Self.isVanished(error, folder: job.folder) {
-        Reconcile.removeStaleTemporaries(in: job.folder)
+        removeOwnTemporaries(job)
         var line = base(.vanished)
         line.error = text
         logger.notice("\(job.folder) vanished during its conversion (rotation?): \(text)")

@@ -116,7 +116,10 @@ extension Daemon {
           logger.info(
             "watching \(root.path) (\(root.config.format.rawValue), \(root.config.dtype.rawValue))")
         }
-        if reconcile || !wasPresent { removeStaleTemporaries(root) }
+        if reconcile || !wasPresent {
+          if !wasPresent { detectFileSystem(root) }
+          findLeftovers(root)
+        }
         scan(root)
         return
       }
@@ -247,16 +250,6 @@ extension Daemon {
     root.retries.clear(folder)
     if root.converting.contains(name) {
       logger.info("\(folder) removed during its conversion")
-    }
-  }
-
-  private func removeStaleTemporaries(_ root: WatchedRoot) {
-    for name in Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
-    where !root.converting.contains(name) {
-      let removed = Reconcile.removeStaleTemporaries(in: root.folder(name))
-      if !removed.isEmpty {
-        logger.notice("removed stale temporaries in \(root.folder(name)): \(removed)")
-      }
     }
   }
 

@@ -69,13 +69,6 @@ extension Daemon {
     guard let root = roots[hook.rootPath] else { return }
     record.format = root.config.format.rawValue
     record.dtype = root.config.dtype.rawValue
-    do {
-      try root.manifest.append(record)
-      root.counts[ManifestEvent.exec.rawValue, default: 0] += 1
-    } catch {
-      let text = (error as? CheckpointError)?.description ?? "\(error)"
-      logger.error("cannot append to the manifest: \(text)")
-      root.manifestError = "cannot record exec \(hook.name): \(text)"
-    }
+    self.record([record], in: root, releasing: nil)
   }
 }

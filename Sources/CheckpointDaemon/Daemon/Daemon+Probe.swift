@@ -25,4 +25,7 @@ extension Daemon {
 
   /// Live inotify watches owned by the daemon.
   var watchCount: Int { registry.count }
+
+  /// Whether the running conversion of `folder` lost its claim to another instance.
+  func claimLost(_ folder: String) -> Bool { running[folder]?.claimLost ?? false }
 }

@@ -61,6 +61,9 @@ extension Daemon {
   /// updated; then a full rescan.
   func apply(_ fresh: DaemonConfig) {
     let oldDropins = config.dropinDirs
+    if fresh.nodeName != config.nodeName || fresh.claimTTL != config.claimTTL {
+      claimBook = ClaimBook(identity: .current(node: fresh.nodeName), ttl: fresh.claimTTL, clock: options.clock)
+    }
     config = fresh
     for problem in fresh.problems { logger.error("drop-in skipped: \(problem.description)") }
     var wanted: [String: WatchConfig] = [:]
@@ -82,9 +85,11 @@ extension Daemon {
     for (path, watch) in wanted {
       if let root = roots[path] {
         if root.config != watch { root.update(watch) }
+        detectFileSystem(root)
       } else {
-        let root = WatchedRoot(config: watch, structuralCheck: options.structuralCheck)
+        let root = makeRoot(watch)
         roots[path] = root
+        detectFileSystem(root)
         establish(root, reconcile: true)
       }
     }

@@ -36,7 +36,13 @@ extension Daemon {
         pending: pending.keys.sorted().map {
           PendingCheckpoint(name: $0, reason: pending[$0] ?? "")
         },
-        lastError: errors.isEmpty ? nil : errors.joined(separator: "; "))
+        lastError: errors.isEmpty ? nil : errors.joined(separator: "; "),
+        fileSystem: root.fileSystem.map { fs in
+          WatchedFileSystem(
+            type: fs.type, magic: fs.magicHex, mode: fs.mode.rawValue,
+            pollSeconds: fs.mode == .poll ? root.config.pollSeconds : nil, reason: fs.reason)
+        },
+        lastPoll: root.lastPoll)
     }
     let inotify = InotifyStatus(
       watches: registry.count, overflows: figures.overflows, rescans: rescans)

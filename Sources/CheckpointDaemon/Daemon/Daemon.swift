@@ -79,6 +79,12 @@ public actor Daemon {
     var rootHandle: FileDescriptor?
     var token = CancelToken()
     var start = Date(timeIntervalSince1970: 0)
+    /// The checkpoint's claim, held from before the conversion until its manifest record is durable.
+    var claim: HeldClaim?
+    /// When the claim is refreshed next.
+    var beatAt: Duration?
+    /// The claim was taken over by another instance: the conversion stops and commits nothing.
+    var claimLost = false
   }
 
   /// The version written into the status file.
@@ -120,6 +126,8 @@ public actor Daemon {
   var metricsNextWrite: Duration = .zero
   /// inotify overflows and rescans already counted in `metrics`.
   var metricsCounted = (overflows: 0, rescans: 0)
+  /// Claims taken and others' claims observed (staleness is judged on this instance's clock).
+  var claimBook: ClaimBook
   var timerTask: Task<Void, Never>?
   var armedDeadline: Duration?
   var signalSources: [any DispatchSourceSignal] = []
@@ -129,6 +137,8 @@ public actor Daemon {
     self.options = options
     clock = DaemonClock(options.clock, wallTime: options.wallTime)
     config = try ConfigLoader.load(path: options.configPath)
+    claimBook = ClaimBook(
+      identity: .current(node: config.nodeName), ttl: config.claimTTL, clock: options.clock)
     (events, input) = AsyncStream<DaemonEvent>.makeStream(bufferingPolicy: .unbounded)
     (notes, noteSink) = AsyncStream<DaemonNote>.makeStream(bufferingPolicy: .bufferingNewest(1))
     let sink = input
@@ -185,8 +195,9 @@ public actor Daemon {
     if options.handleSignals { installSignalHandlers() }
     watchDropinDirectories()
     for watch in config.watches where roots[watch.path] == nil {
-      let root = WatchedRoot(config: watch, structuralCheck: options.structuralCheck)
+      let root = makeRoot(watch)
       roots[watch.path] = root
+      detectFileSystem(root)
       establish(root, reconcile: true)
     }
     evaluateDue()
@@ -199,6 +210,13 @@ public actor Daemon {
       _ = options.notifier.watchdog()
       watchdogAt = clock.now() + interval / 2
     }
+  }
+
+  /// The state of a newly watched directory.
+  func makeRoot(_ watch: WatchConfig) -> WatchedRoot {
+    let lock = ManifestLock(
+      manifestPath: watch.manifestPath, identity: claimBook.identity, ttl: claimBook.ttl, clock: options.clock)
+    return WatchedRoot(config: watch, lock: lock, structuralCheck: options.structuralCheck)
   }
 
   private func installSignalHandlers() {
@@ -282,6 +300,16 @@ public actor Daemon {
       reloadAt = nil
       reloadNow(reason: "drop-in directory changed")
     }
+    refreshClaims(now: now)
+    for root in roots.values {
+      if let at = root.lockRetryAt, at <= now { flushRecords(root) }
+    }
+    if !stopping {
+      pollDue(now: now)
+      for root in roots.values {
+        if let at = root.sweepAt, at <= now { sweepLeftovers(root) }
+      }
+    }
     if let at = watchdogAt, at <= now, let interval = options.notifier.watchdogInterval {
       _ = options.notifier.watchdog()
       watchdogAt = now + interval / 2
@@ -294,9 +322,13 @@ public actor Daemon {
   private func nextDeadline() -> Duration? {
     var candidates: [Duration?] = [
       reloadAt, watchdogAt, stopDeadline, publisher.nextWrite, statusStale ? publisher.earliestWrite : nil,
-      metricsDeadline,
+      metricsDeadline, nextClaimBeat, roots.values.compactMap(\.lockRetryAt).min(),
     ]
-    if !stopping { candidates.append(folderDue.values.map(\.at).min()) }
+    if !stopping {
+      candidates.append(folderDue.values.map(\.at).min())
+      candidates.append(roots.values.compactMap(\.pollAt).min())
+      candidates.append(roots.values.compactMap(\.sweepAt).min())
+    }
     return candidates.compactMap { $0 }.min()
   }
 
@@ -349,10 +381,17 @@ public actor Daemon {
     guard !stopped else { return }
     stopped = true
     stopDeadline = nil
-    // The engine removes its temporaries when cancelled; this catches anything left by a hard failure.
+    // The engine removes its temporaries when cancelled; this catches anything left by a hard failure (under
+    // the job's claim, while it is still ours). Records still waiting for the manifest lock get one more try.
     for job in running.values {
-      Reconcile.removeStaleTemporaries(in: job.folder)
+      removeOwnTemporaries(job)
+      job.claim?.release()
       try? job.rootHandle?.close()
+    }
+    for root in roots.values where !root.unrecorded.isEmpty {
+      flushRecords(root)
+      for item in root.unrecorded { item.claim?.release() }
+      root.unrecorded = []
     }
     publisher.update { $0.active = [] }
     flushStatus()

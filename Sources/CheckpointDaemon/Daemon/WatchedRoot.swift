@@ -21,13 +21,32 @@ final class WatchedRoot {
   var lastError: String?
   /// The last manifest append that failed (shown in the status file until the daemon restarts).
   var manifestError: String?
+  /// The directory's file system and the watch mode chosen for it (start, reload).
+  var fileSystem: FileSystemReport?
+  /// When the directory is polled next (clock time); nil where inotify alone watches it.
+  var pollAt: Duration?
+  /// The last poll's wall time and duration (status file).
+  var lastPoll: PollFigures?
+  /// The lock every manifest change of this directory is made under (O_EXCL lock file beside the manifest).
+  var manifestLock: ManifestLock
+  /// Records not yet written because another process held the manifest lock, with the claims to release once
+  /// they are durable.
+  var unrecorded: [UnrecordedLines] = []
+  /// When the manifest lock is tried again for `unrecorded`.
+  var lockRetryAt: Duration?
+  /// Checkpoint folders holding leftovers (temporaries, half-made claims, a dead holder's claim) that wait for
+  /// their claim to be free before they are swept.
+  var leftovers: Set<String> = []
+  /// When `leftovers` are tried again.
+  var sweepAt: Duration?
   /// The last manifest read, by file identity (device, inode, size, mtime): start-up and every rescan ask
   /// for the latest record of each checkpoint, and decoding 50,000 records is most of a start-up.
   private var cachedManifest: (stamp: [Int64], latest: [String: ManifestRecord])?
 
-  init(config: WatchConfig, structuralCheck: (@Sendable (String) throws -> Void)?) {
+  init(config: WatchConfig, lock: ManifestLock, structuralCheck: (@Sendable (String) throws -> Void)?) {
     self.config = config
     manifest = Manifest(path: config.manifestPath)
+    manifestLock = lock
     var rules = CompletionRules(
       pattern: config.pattern, readyMarker: config.readyMarker, settleSeconds: config.settleSeconds)
     rules.waitsForDistributed = config.consolidate != .never
@@ -40,6 +59,12 @@ final class WatchedRoot {
   }
 
   var path: String { config.path }
+
+  /// Whether the directory is polled (a network, cluster or FUSE file system, or `watch = "poll"`).
+  var isPolled: Bool { fileSystem?.mode == .poll }
+
+  /// The poll interval.
+  var pollInterval: Duration { .milliseconds(Int64((max(config.pollSeconds, 0.01) * 1000).rounded())) }
 
   func folder(_ name: String) -> String { path + "/" + name }
 
@@ -74,11 +99,27 @@ final class WatchedRoot {
     ]
   }
 
+  /// The last record of each checkpoint read straight from the file (no cache: after taking a claim, what another
+  /// node appended must be seen; on NFS, opening the file revalidates it).
+  func freshRecords() -> [String: ManifestRecord] {
+    Manifest.latest(of: (try? manifest.read()) ?? [])
+  }
+
   /// Takes a new configuration of the same directory.
   func update(_ config: WatchConfig) {
     self.config = config
     tracker.rules = CompletionRules(
       pattern: config.pattern, readyMarker: config.readyMarker, settleSeconds: config.settleSeconds)
     tracker.rules.waitsForDistributed = config.consolidate != .never
+    tracker.rules.trustsFileTimes = !isPolled
   }
+}
+
+/// Manifest lines waiting for the lock, and what to do once they are durable.
+struct UnrecordedLines {
+  var lines: [ManifestRecord]
+  /// Released once the lines are written (or could not be).
+  var claim: HeldClaim?
+  /// When that claim is refreshed next, while the lines wait.
+  var beatAt: Duration
 }

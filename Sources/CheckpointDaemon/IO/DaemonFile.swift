@@ -44,8 +44,27 @@ enum DaemonFile {
     CheckpointError(.io, path: path, "\(what): \(String(cString: strerror(code)))", errno: code)
   }
 
-  /// Reads the whole file; nil when it does not exist.
+  /// Reads the whole file; nil when it does not exist. On NFS a file replaced by rename on another client can
+  /// fail with ESTALE (or vanish for a moment between lookup and open): those are retried a few times with a
+  /// fresh lookup before the file counts as missing or the error is reported (DESIGN.md: readers retry
+  /// ENOENT/ESTALE).
   static func readWhole(_ path: String, what: String) throws -> [UInt8]? {
+    var attempt = 0
+    while true {
+      attempt += 1
+      do {
+        return try readWholeOnce(path, what: what)
+      } catch let error as CheckpointError where error.errno == ESTALE && attempt < 5 {
+        continue
+      } catch let error as CheckpointError where error.errno == ENOENT {
+        // Opened, then gone while reading (replaced): look again; a file that stays gone is missing.
+        if attempt < 5 { continue }
+        return nil
+      }
+    }
+  }
+
+  private static func readWholeOnce(_ path: String, what: String) throws -> [UInt8]? {
     let fd: FileDescriptor
     do {
       fd = try FileDescriptor.open(FilePath(path), .readOnly, options: .closeOnExec, retryOnInterrupt: true)

@@ -37,14 +37,7 @@ public final class Manifest: Sendable {
   ///
   /// If the file ends in a torn line (a crash mid-append), a newline is written first so the new record stays whole.
   public func append(_ record: ManifestRecord) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    let json: Data
-    do {
-      json = try encoder.encode(record)
-    } catch {
-      throw CheckpointError(.invalidFormat, path: path, "cannot encode manifest record: \(error)")
-    }
+    let json = try Self.encodeLine(record, path: path)
     let existed = access(path, F_OK) == 0
     let fd = try DaemonFile.open(
       path, .readWrite, options: [.append, .create, .noFollow], permissions: [.ownerReadWrite, .groupRead, .otherRead],
@@ -54,12 +47,24 @@ public final class Manifest: Sendable {
         var line = [UInt8]()
         if try Self.endsWithoutNewline(fd: fd, path: path) { line.append(0x0A) }
         line.append(contentsOf: json)
-        line.append(0x0A)
         _ = try fd.writeAll(line)
         try fd.sync(path: path, "cannot fsync manifest")
       }
     }
     if !existed { Self.fsyncFolder(of: path) }
+  }
+
+  /// `record` as one line of JSON (sorted keys) with its newline.
+  public static func encodeLine(_ record: ManifestRecord, path: String) throws -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    do {
+      var line = [UInt8](try encoder.encode(record))
+      line.append(0x0A)
+      return line
+    } catch {
+      throw CheckpointError(.invalidFormat, path: path, "cannot encode manifest record: \(error)")
+    }
   }
 
   /// Every record in file order; a missing file is an empty manifest. Damaged lines are skipped.

@@ -18,6 +18,12 @@ public enum StatusRenderer {
       out.append("No watched directories (add a drop-in to watch.d; see `ckptd config check`).")
     } else {
       out.append(contentsOf: directoryTable(snapshot.directories))
+      let watched = snapshot.directories.filter { $0.fileSystem != nil }
+      if !watched.isEmpty {
+        out.append("")
+        out.append("Watching:")
+        for dir in watched { out.append("  " + watchLine(dir, now: now)) }
+      }
     }
     let pending = snapshot.directories.flatMap { dir in dir.pending.map { (dir.path, $0) } }
     if !pending.isEmpty {
@@ -81,6 +87,28 @@ public enum StatusRenderer {
     }
     line += "  for \(duration(elapsed))"
     return line
+  }
+
+  /// `/data/run  fuse.sshfs, poll every 10 s (fuse.sshfs is a FUSE file system...); last poll 3s ago, 2.1 ms`.
+  static func watchLine(_ dir: DirectoryStatus, now: Date) -> String {
+    guard let fs = dir.fileSystem else { return dir.path }
+    var line = "\(dir.path)  \(fs.type), "
+    if fs.mode == WatchMode.poll.rawValue, let every = fs.pollSeconds {
+      line += "inotify + poll every \(seconds(every))"
+    } else {
+      line += "inotify"
+    }
+    line += " (\(fs.reason))"
+    if let poll = dir.lastPoll {
+      line += "; last poll \(duration(max(0, now.timeIntervalSince(poll.at)))) ago, "
+      line += String(format: "%.1f ms", poll.seconds * 1000)
+    }
+    return line
+  }
+
+  /// `10 s`, `0.2 s`.
+  static func seconds(_ value: Double) -> String {
+    value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
   }
 
   static func join(_ dir: String, _ name: String) -> String {

@@ -39,10 +39,15 @@ public struct DirectoryStatus: Codable, Sendable, Equatable {
   public var counts: [String: Int]
   public var pending: [PendingCheckpoint]
   public var lastError: String?
+  /// The directory's file system and how it is watched (absent in documents of older versions).
+  public var fileSystem: WatchedFileSystem?
+  /// The last poll of the directory, where it is polled.
+  public var lastPoll: PollFigures?
 
   public init(
     path: String, format: String, dtype: String, state: DirectoryWatchState = .watching, counts: [String: Int] = [:],
-    pending: [PendingCheckpoint] = [], lastError: String? = nil
+    pending: [PendingCheckpoint] = [], lastError: String? = nil, fileSystem: WatchedFileSystem? = nil,
+    lastPoll: PollFigures? = nil
   ) {
     self.path = path
     self.format = format
@@ -51,11 +56,69 @@ public struct DirectoryStatus: Codable, Sendable, Equatable {
     self.counts = counts
     self.pending = pending
     self.lastError = lastError
+    self.fileSystem = fileSystem
+    self.lastPoll = lastPoll
   }
 
   enum CodingKeys: String, CodingKey {
     case path, format, dtype, state, counts, pending
     case lastError = "last_error"
+    case fileSystem = "file_system"
+    case lastPoll = "last_poll"
+  }
+}
+
+/// A watched directory's file system as the status file shows it.
+public struct WatchedFileSystem: Codable, Sendable, Equatable {
+  /// `ext4`, `nfs4`, `fuse.sshfs`...
+  public var type: String
+  /// statfs `f_type` in hex (`0x65735546`), or `?`.
+  public var magic: String
+  /// `inotify` or `poll`.
+  public var mode: String
+  /// Every `poll_seconds` when polled.
+  public var pollSeconds: Double?
+  /// Why this mode.
+  public var reason: String
+
+  public init(type: String, magic: String, mode: String, pollSeconds: Double?, reason: String) {
+    self.type = type
+    self.magic = magic
+    self.mode = mode
+    self.pollSeconds = pollSeconds
+    self.reason = reason
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case type, magic, mode, reason
+    case pollSeconds = "poll_seconds"
+  }
+}
+
+/// When a directory was last polled and how long the poll took.
+public struct PollFigures: Codable, Sendable, Equatable {
+  /// Wall time the poll started.
+  public var at: Date
+  /// How long it took.
+  public var seconds: Double
+
+  public init(at: Date, seconds: Double) {
+    self.at = at
+    self.seconds = seconds
+  }
+
+  enum CodingKeys: String, CodingKey { case at, seconds }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    at = try ISOTime.decode(c, .at)
+    seconds = try c.decode(Double.self, forKey: .seconds)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(ISOTime.string(at), forKey: .at)
+    try c.encode(seconds, forKey: .seconds)
   }
 }
 

@@ -80,6 +80,19 @@ public struct CheckpointTracker: Sendable {
     candidates[folder, default: Candidate(lastChange: now, lastSnapshot: nil)].lastChange = now
   }
 
+  /// A poll saw `snapshot` of `folder` at `now`: when it differs from the last one seen, that is a change (the
+  /// settle time starts again), and the stability check compares the next evaluation with this snapshot, so a
+  /// folder is ready only when polls at least `settleSeconds` apart saw it unchanged. Returns whether it changed.
+  @discardableResult
+  public mutating func observe(_ folder: String, snapshot: FolderSnapshot, now: Double) -> Bool {
+    guard var candidate = candidates[folder] else { return false }
+    guard candidate.lastSnapshot != snapshot else { return false }
+    candidate.lastSnapshot = snapshot
+    candidate.lastChange = now
+    candidates[folder] = candidate
+    return true
+  }
+
   /// Stops tracking `folder` (converted, deleted, or no longer matching).
   public mutating func forget(_ folder: String) {
     candidates[folder] = nil
@@ -87,7 +100,7 @@ public struct CheckpointTracker: Sendable {
 
   /// Scans `folder` and says whether it is ready; call again after the reason's time has passed.
   public mutating func evaluate(_ folder: String, now: Double) -> Readiness {
-    guard let snapshot = FolderSnapshot.take(folder) else {
+    guard let snapshot = FolderSnapshot.take(folder, keep: rules.readyMarker) else {
       // Still there but unreadable (permissions): keep it, and say why it waits.
       if let reason = Self.unreadable(folder) { return .waiting(reason) }
       candidates[folder] = nil
@@ -102,7 +115,8 @@ public struct CheckpointTracker: Sendable {
     if !rules.readyMarker.isEmpty && snapshot.files[rules.readyMarker] == nil {
       return .waiting("waiting for \(rules.readyMarker)")
     }
-    let lastChange = max(candidate.lastChange, snapshot.newest ?? -Double.infinity)
+    let lastChange =
+      rules.trustsFileTimes ? max(candidate.lastChange, snapshot.newest ?? -Double.infinity) : candidate.lastChange
     let quietFor = now - lastChange
     if quietFor < rules.settleSeconds {
       let left = rules.settleSeconds - quietFor

@@ -13,6 +13,9 @@ public struct CompletionRules: Sendable, Equatable {
   /// Whether a folder holding a DeepSpeed ZeRO / Distributed Checkpoint also waits for every rank's files
   /// (`DistributedCheckpoint.readiness`); false when `consolidate = "never"`.
   public var waitsForDistributed = true
+  /// Whether file modification times count as changes. Not on a polled (network) file system: there they come
+  /// from other machines' clocks, and only what this observer saw change, on its own clock, counts.
+  public var trustsFileTimes = true
 
   /// Creates the rules.
   public init(pattern: String = "checkpoint-*", readyMarker: String = "trainer_state.json", settleSeconds: Double = 10)

@@ -1,5 +1,3 @@
-import CheckpointFormats
-
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -13,14 +11,15 @@ public struct FolderSnapshot: Sendable, Equatable {
     public var mtime: Double
   }
 
-  /// File name to figures; ckptd's own temporaries are left out.
+  /// File name to figures. Dot names are left out: ckptd's own temporaries and claims, NFS's `.nfs*` silly-renames,
+  /// FUSE's `.fuse_hidden*` (DESIGN.md: scans skip dot files), except `keep` (a ready marker may be a dot name).
   public var files: [String: Entry]
 
   /// Creates a snapshot from known entries.
   public init(files: [String: Entry]) { self.files = files }
 
-  /// Reads the folder; nil when it does not exist (any more).
-  public static func take(_ folder: String) -> FolderSnapshot? {
+  /// Reads the folder; nil when it does not exist (any more). `keep`: a dot name that still counts.
+  public static func take(_ folder: String, keep: String = "") -> FolderSnapshot? {
     guard let dir = opendir(folder) else { return nil }
     defer { closedir(dir) }
     var files: [String: Entry] = [:]
@@ -28,7 +27,7 @@ public struct FolderSnapshot: Sendable, Equatable {
       let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
         String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
       }
-      if name == "." || name == ".." || name.hasPrefix(OutputFile.temporaryPrefix) { continue }
+      if name.hasPrefix(".") && (name != keep || name == "." || name == "..") { continue }
       var info = stat()
       guard lstat(folder + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
       let mtime = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
