@@ -84,6 +84,13 @@ import Testing
     await fixture.stop()
   }
 
+  @Test func pollsOfOneIntervalShareATick() {
+    #expect(Daemon.nextTick(after: .zero, every: .seconds(10)) == .seconds(10))
+    #expect(Daemon.nextTick(after: .milliseconds(2_999), every: .seconds(10)) == .seconds(10))
+    #expect(Daemon.nextTick(after: .seconds(10), every: .seconds(10)) == .seconds(20))
+    #expect(Daemon.nextTick(after: .milliseconds(1_050), every: .milliseconds(200)) == .milliseconds(1_200))
+  }
+
   @Test func aLiveClaimIsNeverTakenAndAStaleOneIsTakenOver() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     let folder = try fixture.checkpoint("checkpoint-1")
