@@ -243,7 +243,8 @@ final class ReadCounts: Sendable {
     let table = StatusRenderer.render(snapshot, now: now)
     #expect(
       table.contains(
-        "/shared/run  fuse.juicefs, inotify + poll every 0.5 s (fuse.juicefs is a FUSE mount); last poll 3s ago, 2.1 ms"))
+        "/shared/run  fuse.juicefs, inotify + poll every 0.5 s (fuse.juicefs is a FUSE mount); last poll 3s ago, 2.1 ms"
+      ))
     #expect(table.contains("/data/run  ext4, inotify (ext4 is a local file system)"))
     let decoded = try JSONDecoder().decode(StatusSnapshot.self, from: Data(try StatusFile.encode(snapshot)))
     #expect(decoded.directories == snapshot.directories)
