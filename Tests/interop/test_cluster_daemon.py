@@ -13,6 +13,7 @@ The contract under test: DESIGN.md "Shared file systems and several nodes"; the 
 ../shared/reference/shared-filesystems.md. Needs root, /dev/fuse and bindfs (skips otherwise, see fuse_mounts.py).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -68,6 +69,16 @@ class Node(Daemon):
         self._logfile = open(self.log, "ab")
         self.proc = subprocess.Popen([*prefix, str(binary())], stdin=subprocess.DEVNULL, stdout=self._logfile,
                                      stderr=subprocess.STDOUT, env=env)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        pid = self.pid
+        code = super().stop(sig, timeout)
+        if pid and "LD_PRELOAD" in self.extra_env:
+            # libfaketime's semaphore and shared memory (named after the pid) outlive a SIGKILL.
+            for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"/dev/shm/{name}")
+        return code
 
     def entry(self):
         return self.directory(self.root)
