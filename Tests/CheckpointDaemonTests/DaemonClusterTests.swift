@@ -17,10 +17,15 @@ import Testing
 
   /// Writes a claim of a live holder on another node (its boot id is not ours: only observation can judge it).
   static func plantClaim(in folder: String, generation: Int = 1, beat: Int = 0, node: String = "other") throws {
+    try plant(
+      at: folder + "/" + ClaimBook.checkpointPrefix + String(generation), generation: generation, beat: beat, node: node)
+  }
+
+  /// Writes another node's claim or lock record at `path`.
+  static func plant(at path: String, generation: Int = 1, beat: Int = 0, node: String = "other") throws {
     let record = ClaimRecord(
       node: node, pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
       generation: generation, beat: beat, token: "t\(generation)")
-    let path = folder + "/" + ClaimBook.checkpointPrefix + String(generation)
     try Data(record.encoded()).write(to: URL(fileURLWithPath: path))
   }
 
@@ -119,10 +124,7 @@ import Testing
   @Test func theClaimIsHeldUntilTheRecordIsWrittenUnderTheManifestLock() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     let lock = fixture.root + "/.ckptd-manifest.jsonl.lock.1"
-    let record = ClaimRecord(
-      node: "other", pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
-      generation: 1, beat: 0, token: "lock")
-    try Data(record.encoded()).write(to: URL(fileURLWithPath: lock))
+    try Self.plant(at: lock)
     fixture.start()
     let folder = try fixture.checkpoint("checkpoint-1")
     #expect(await fixture.until { _ in fixture.converter.callCount == 1 && Self.exists(folder + "/pytorch_model.bin") })
@@ -140,10 +142,7 @@ import Testing
   @Test func aStaleManifestLockIsTakenOver() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     let lock = fixture.root + "/.ckptd-manifest.jsonl.lock.1"
-    let record = ClaimRecord(
-      node: "other", pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
-      generation: 1, beat: 0, token: "lock")
-    try Data(record.encoded()).write(to: URL(fileURLWithPath: lock))
+    try Self.plant(at: lock)
     fixture.start()
     try fixture.checkpoint("checkpoint-1")
     let before = fixture.clock.now
