@@ -18,7 +18,8 @@ import Testing
   /// Writes a claim of a live holder on another node (its boot id is not ours: only observation can judge it).
   static func plantClaim(in folder: String, generation: Int = 1, beat: Int = 0, node: String = "other") throws {
     try plant(
-      at: folder + "/" + ClaimBook.checkpointPrefix + String(generation), generation: generation, beat: beat, node: node)
+      at: folder + "/" + ClaimBook.checkpointPrefix + String(generation), generation: generation, beat: beat, node: node
+    )
   }
 
   /// Writes another node's claim or lock record at `path`.
