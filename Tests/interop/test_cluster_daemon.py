@@ -420,8 +420,9 @@ def test_sigkill_of_the_claim_holder(cluster):
     name; exactly one `converted` record; nothing left behind; the killed instance, restarted, converts nothing.
 
     The killed process stays a zombie (not reaped) until the takeover: its pid and start time still exist, so no
-    instance can prove it dead and the takeover must come from the claim going unrefreshed for claim_ttl_seconds,
-    as when a whole node dies."""
+    instance can prove it dead (ckptd's same-boot shortcut needs the pid free or reused) and the takeover must
+    come from the claim going unrefreshed for claim_ttl_seconds, as when a whole node dies. A takeover sooner
+    than that fails the test (ClaimWatch.premature)."""
     cluster.start(fmt="bin")
     name = "checkpoint-500"
     folder = cluster.run / name
