@@ -220,6 +220,7 @@ import Testing
     try dir.write(".ckptd-tmp.model.safetensors.def", "y")
     try dir.write("model.safetensors", "keep")
     try dir.write(".ckptd-claim.7.deadbeef", "a claim a killed process was making")
+    try dir.write(".ckptd-claim.2.cafe", "a claim someone taking ours over is making right now")
     let clock = TestClock()
     var a = ClaimBook(identity: Self.me(), ttl: Self.ttl, clock: clock)
     let claim = try #require(Self.acquired(try a.tryAcquire(folder: dir.path)))
@@ -233,6 +234,7 @@ import Testing
       ])
     #expect(access(claim.path, F_OK) == 0)
     #expect(access(dir.path + "/model.safetensors", F_OK) == 0)
+    #expect(access(dir.path + "/.ckptd-claim.2.cafe", F_OK) == 0)
   }
 }
 

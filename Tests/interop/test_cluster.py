@@ -170,8 +170,9 @@ def test_a_clock_30s_apart_steals_no_live_claim(two_nodes, tmp_path):
     compared file times with its own clock would take the live claim at once; ckptd judges staleness only by
     seeing the file unchanged on its own monotonic clock, so the waiting convert never steals it.
 
-    (libfaketime cannot be used on ckptd itself here: preloading it leaves Swift's CommandLine.arguments empty
-    on this toolchain, so the binary only prints its help; the file-time adversary below stands in for it.)"""
+    (test_cluster_daemon.py runs a whole ckptd instance 30 s ahead under libfaketime; that needs
+    FAKETIME_SHARED preset, or libfaketime's setenv moves `environ` and Swift finds no arguments, and
+    FAKETIME_DONT_FAKE_MONOTONIC=1, or Dispatch timers never fire. Here the file-time adversary is enough.)"""
     backing, (m1, m2) = two_nodes
     env1, env2 = main_config(tmp_path, "n1", 0.4), main_config(tmp_path, "n2", 0.4)
     for index in range(3):

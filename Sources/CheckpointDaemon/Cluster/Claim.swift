@@ -29,6 +29,8 @@ public final class Claim: Sendable {
     var fd: Int32
     var beat: Int
     var released = false
+    /// The claim file's length as last written.
+    var size: Int
   }
 
   init(folder: String, prefix: String, generation: Int, record: ClaimRecord, fd: Int32) {
@@ -37,7 +39,7 @@ public final class Claim: Sendable {
     self.generation = generation
     self.path = ClaimBook.join(folder, prefix + String(generation))
     self.record = record
-    self.state = Mutexed(State(fd: fd, beat: record.beat))
+    self.state = Mutexed(State(fd: fd, beat: record.beat, size: record.encoded().count))
   }
 
   deinit {
@@ -77,8 +79,15 @@ public final class Claim: Sendable {
       var next = record
       next.beat = state.beat
       let bytes = next.encoded()
+      defer { state.size = bytes.count }
       let written = bytes.withUnsafeBytes { raw in pwrite(state.fd, raw.baseAddress, raw.count, 0) }
-      guard written == bytes.count, ftruncate(state.fd, off_t(bytes.count)) == 0, fsync(state.fd) == 0 else {
+      // fdatasync, not fsync: the new beat must reach the server (NFS shows other clients only what was
+      // committed), but the file's times need not; on ext4 an fsync of a metadata change waits for the journal
+      // commit, which can wait behind the gigabytes a conversion is writing, and a heartbeat that waits seconds
+      // lets observers with a short claim_ttl_seconds take a live claim over.
+      // The beat only grows, so the record never gets shorter: truncate only if it ever did.
+      let resized = bytes.count >= state.size || ftruncate(state.fd, off_t(bytes.count)) == 0
+      guard written == bytes.count, resized, fdatasync(state.fd) == 0 else {
         let err = errno
         throw CheckpointError(
           .io, path: path, "cannot refresh the claim: \(String(cString: strerror(err)))", errno: err)

@@ -58,8 +58,7 @@ extension Daemon {
         held.release()
         return .done
       }
-      let removed = TemporarySweep.removeLeftovers(in: job.folder, under: claim)
-      if !removed.isEmpty { logger.notice("removed stale temporaries in \(job.folder): \(removed)") }
+      logSweep(TemporarySweep.removeLeftovers(in: job.folder, under: claim), in: job.folder)
       return .convert(held)
     }
   }
@@ -191,7 +190,7 @@ extension Daemon {
       case .acquired(let claim, _):
         let removed = TemporarySweep.removeLeftovers(in: folder, under: claim)
         HeldClaim(claim, times: times).release()
-        if !removed.isEmpty { logger.notice("removed stale temporaries in \(folder): \(removed)") }
+        logSweep(removed, in: folder)
         root.leftovers.remove(folder)
       case .held:
         continue
@@ -201,6 +200,14 @@ extension Daemon {
       }
     }
     root.sweepAt = root.leftovers.isEmpty ? nil : clock.now() + claimRecheck
+  }
+
+  /// Logs what a sweep removed: killed conversions' temporaries at notice, half-made claim files at debug.
+  private func logSweep(_ removed: [String], in folder: String) {
+    let temporaries = removed.filter { $0.hasPrefix(OutputFile.temporaryPrefix) }
+    if !temporaries.isEmpty { logger.notice("removed stale temporaries in \(folder): \(temporaries)") }
+    let claims = removed.filter { !$0.hasPrefix(OutputFile.temporaryPrefix) }
+    if !claims.isEmpty { logger.debug("removed half-made claim files in \(folder): \(claims)") }
   }
 
   /// Whether `folder` holds a temporary of ours, a half-made claim or any claim file.
