@@ -39,13 +39,13 @@ final class WatchedRoot {
   var leftovers: Set<String> = []
   /// When `leftovers` are tried again.
   var sweepAt: Duration?
-  /// The last manifest read, by file identity (device, inode, size, mtime): start-up and every rescan ask
-  /// for the latest record of each checkpoint, and decoding 50,000 records is most of a start-up.
-  private var cachedManifest: (stamp: [Int64], latest: [String: ManifestRecord])?
+  /// The last record of each checkpoint, read incrementally (start-up, rescans and every evaluation ask for it).
+  private var view: ManifestView
 
   init(config: WatchConfig, lock: ManifestLock, structuralCheck: (@Sendable (String) throws -> Void)?) {
     self.config = config
     manifest = Manifest(path: config.manifestPath)
+    view = ManifestView(path: config.manifestPath)
     manifestLock = lock
     var rules = CompletionRules(
       pattern: config.pattern, readyMarker: config.readyMarker, settleSeconds: config.settleSeconds)
@@ -71,38 +71,19 @@ final class WatchedRoot {
   /// Counts by event from the manifest (a torn last line is tolerated by the reader).
   func loadCounts() {
     counts = [:]
-    for record in readManifest() { counts[record.event.rawValue, default: 0] += 1 }
+    for record in (try? manifest.read()) ?? [] { counts[record.event.rawValue, default: 0] += 1 }
   }
 
-  /// The last record of each checkpoint; decoded again only when the manifest file changed.
+  /// The last record of each checkpoint; only what was appended since the last look is read, and nothing when
+  /// the file's size and mtime are unchanged.
   func latestRecords() -> [String: ManifestRecord] {
-    if let cached = cachedManifest, cached.stamp == manifestStamp() { return cached.latest }
-    _ = readManifest()
-    return cachedManifest?.latest ?? [:]
+    view.refreshed()
   }
 
-  /// Reads every record and refreshes the cache. The stamp is taken before reading, so a record appended
-  /// meanwhile makes the next stamp differ and the manifest is read again.
-  private func readManifest() -> [ManifestRecord] {
-    let stamp = manifestStamp()
-    let records = (try? manifest.read()) ?? []
-    cachedManifest = stamp.map { ($0, Manifest.latest(of: records)) }
-    return records
-  }
-
-  private func manifestStamp() -> [Int64]? {
-    var info = stat()
-    guard stat(manifest.path, &info) == 0 else { return nil }
-    return [
-      Int64(info.st_dev), Int64(info.st_ino), Int64(info.st_size), Int64(info.st_mtim.tv_sec),
-      Int64(info.st_mtim.tv_nsec),
-    ]
-  }
-
-  /// The last record of each checkpoint read straight from the file (no cache: after taking a claim, what another
-  /// node appended must be seen; on NFS, opening the file revalidates it).
+  /// The same, read through a fresh open (no attribute cache: after taking a claim, what another node appended
+  /// must be seen; on NFS, opening the file revalidates it).
   func freshRecords() -> [String: ManifestRecord] {
-    Manifest.latest(of: (try? manifest.read()) ?? [])
+    view.fresh()
   }
 
   /// Takes a new configuration of the same directory.

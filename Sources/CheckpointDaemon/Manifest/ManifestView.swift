@@ -1,0 +1,126 @@
+import CheckpointFormats
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The last record of each checkpoint in a manifest, kept up to date by reading only what was appended since the
+/// last look. A manifest only grows (every writer appends under the lock), so after the first read each look
+/// costs one stat (`latest()`) or one open and stat (`fresh()`) plus the new lines, not the whole file: with a
+/// whole read per conversion, 10,000 conversions in one directory made each conversion cost more than the last.
+///
+/// The file is read again from the start when it is another file (replaced, re-created) or shorter than what was
+/// read (truncated by hand).
+struct ManifestView {
+  let path: String
+  /// The last record of each checkpoint, by name (`exec` records are passed over).
+  private(set) var latest: [String: ManifestRecord] = [:]
+  private var device: UInt64?
+  private var inode: UInt64 = 0
+  /// Bytes read and parsed (up to the end of the last whole line).
+  private(set) var offset: Int64 = 0
+  /// The last bytes read (up to 64, ending at `offset`): read again with the new ones, they tell a file that was
+  /// rewritten in place (truncated, then grown past `offset`) from one that was appended to.
+  private var tail: [UInt8] = []
+  /// The file's size and mtime at the last look (a stat that shows both unchanged needs no read).
+  private var seen: (size: Int64, mtime: timespec)?
+
+  init(path: String) {
+    self.path = path
+  }
+
+  /// The records as of the file's attributes now: nothing is read when its size and mtime are unchanged.
+  mutating func refreshed() -> [String: ManifestRecord] {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+      reset()
+      return latest
+    }
+    if let seen, device == UInt64(info.st_dev), inode == UInt64(info.st_ino), seen.size == Int64(info.st_size),
+      seen.mtime.tv_sec == info.st_mtim.tv_sec, seen.mtime.tv_nsec == info.st_mtim.tv_nsec
+    {
+      return latest
+    }
+    read()
+    return latest
+  }
+
+  /// The records as of now, read through a fresh open (on NFS, opening a file revalidates it against the server:
+  /// after taking a claim, what another node appended before releasing it must be seen).
+  mutating func fresh() -> [String: ManifestRecord] {
+    read()
+    return latest
+  }
+
+  private mutating func reset() {
+    latest = [:]
+    device = nil
+    offset = 0
+    tail = []
+    seen = nil
+  }
+
+  private mutating func read() {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else {
+      // ENOENT: no manifest (yet); ESTALE and the like: read again at the next look.
+      reset()
+      return
+    }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { return }
+    let size = Int64(info.st_size)
+    if device != UInt64(info.st_dev) || inode != UInt64(info.st_ino) || size < offset {
+      reset()
+      device = UInt64(info.st_dev)
+      inode = UInt64(info.st_ino)
+    }
+    seen = (size, info.st_mtim)
+    // Even at the same length the last bytes are compared: the file may have been rewritten to that length.
+    guard size > offset || (size == offset && !tail.isEmpty) else { return }
+    let from = offset - Int64(tail.count)
+    var bytes = Self.read(fd, from: from, count: Int(size - from))
+    if !tail.isEmpty {
+      guard bytes.starts(with: tail) else {
+        // Rewritten in place: start over.
+        reset()
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        seen = (size, info.st_mtim)
+        bytes = Self.read(fd, from: 0, count: Int(size))
+        parse(bytes[...])
+        return
+      }
+      bytes.removeFirst(tail.count)
+    }
+    parse(bytes[...])
+  }
+
+  /// Parses the whole lines of `bytes` (which start at `offset`): a record being appended right now, or a torn
+  /// last line, is read once it is finished.
+  private mutating func parse(_ bytes: ArraySlice<UInt8>) {
+    guard let end = bytes.lastIndex(of: 0x0A) else { return }
+    let lines = Array(bytes[bytes.startIndex...end])
+    let contents = Manifest.parse(lines)
+    for record in contents.records where record.event != .exec { latest[record.checkpoint] = record }
+    offset += Int64(lines.count)
+    tail = Array(lines.suffix(64))
+  }
+
+  private static func read(_ fd: Int32, from start: Int64, count: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    var got = 0
+    while got < count {
+      let n = bytes.withUnsafeMutableBytes { raw -> Int in
+        guard let base = raw.baseAddress else { return 0 }
+        return pread(fd, base + got, raw.count - got, off_t(start) + off_t(got))
+      }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else { break }
+      got += n
+    }
+    return Array(bytes[0..<got])
+  }
+}

@@ -1,0 +1,72 @@
+import CheckpointFormats
+import Foundation
+import Testing
+
+@testable import CheckpointDaemon
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The daemon's incremental manifest reader: only what was appended since the last look is read.
+@Suite struct ManifestViewTests {
+  static func record(_ name: String, _ event: ManifestEvent = .converted) -> ManifestRecord {
+    ManifestRecord(checkpoint: name, event: event, format: "bin", dtype: "keep", start: Date(), end: Date())
+  }
+
+  static func append(_ path: String, _ text: String) throws {
+    let handle = try #require(FileHandle(forWritingAtPath: path))
+    defer { try? handle.close() }
+    try handle.seekToEnd()
+    try handle.write(contentsOf: Data(text.utf8))
+  }
+
+  @Test func readsOnlyWhatWasAppendedAndOnlyWholeLines() throws {
+    let dir = CoreTempDir()
+    let path = dir.path + "/m.jsonl"
+    var view = ManifestView(path: path)
+    #expect(view.refreshed().isEmpty)
+    let manifest = Manifest(path: path)
+    try manifest.append(Self.record("checkpoint-1"))
+    try manifest.append(Self.record("checkpoint-2", .failed))
+    #expect(view.refreshed().keys.sorted() == ["checkpoint-1", "checkpoint-2"])
+    let size = view.offset
+    #expect(size == Int64((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1))
+    // A record being written (no newline yet) is not read, and the bytes before it are not read again.
+    let line = String(decoding: try Manifest.encodeLine(Self.record("checkpoint-2"), path: path), as: UTF8.self)
+    try Self.append(path, String(line.dropLast(10)))
+    #expect(view.fresh()["checkpoint-2"]?.event == .failed)
+    #expect(view.offset == size)
+    try Self.append(path, String(line.suffix(10)))
+    #expect(view.fresh()["checkpoint-2"]?.event == .converted)
+    #expect(view.offset > size)
+    // exec records say nothing about the conversion.
+    try manifest.append(Self.record("checkpoint-2", .exec))
+    #expect(view.refreshed()["checkpoint-2"]?.event == .converted)
+  }
+
+  @Test func aReplacedOrTruncatedManifestIsReadAgainFromTheStart() throws {
+    let dir = CoreTempDir()
+    let path = dir.path + "/m.jsonl"
+    var view = ManifestView(path: path)
+    let manifest = Manifest(path: path)
+    for index in 1...3 { try manifest.append(Self.record("checkpoint-\(index)")) }
+    #expect(view.refreshed().count == 3)
+    // Replaced by another file holding one record.
+    let other = Manifest(path: dir.path + "/other.jsonl")
+    try other.append(Self.record("checkpoint-9"))
+    #expect(rename(dir.path + "/other.jsonl", path) == 0)
+    #expect(view.refreshed().keys.sorted() == ["checkpoint-9"])
+    // Truncated in place, and grown again to the same length and longer.
+    #expect(truncate(path, 0) == 0)
+    try manifest.append(Self.record("checkpoint-5"))
+    #expect(view.fresh().keys.sorted() == ["checkpoint-5"])
+    #expect(truncate(path, 0) == 0)
+    try manifest.append(Self.record("checkpoint-6"))
+    try manifest.append(Self.record("checkpoint-7"))
+    #expect(view.fresh().keys.sorted() == ["checkpoint-6", "checkpoint-7"])
+    // Gone.
+    unlink(path)
+    #expect(view.refreshed().isEmpty)
+  }
+}
