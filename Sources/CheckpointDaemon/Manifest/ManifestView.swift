@@ -104,9 +104,20 @@ struct ManifestView {
     guard let end = bytes.lastIndex(of: 0x0A) else { return }
     let lines = Array(bytes[bytes.startIndex...end])
     let contents = Manifest.parse(lines)
-    for record in contents.records where record.event != .exec { latest[record.checkpoint] = record }
+    for record in contents.records where record.event != .exec { latest[record.checkpoint] = Self.compact(record) }
     offset += Int64(lines.count)
     tail = Array(lines.suffix(64))
+  }
+
+  /// What the daemon asks of a latest record (event, output names, start, error, retryable), without the source
+  /// list, hashes and notes: one entry per checkpoint ever converted in the directory stays in memory.
+  static func compact(_ record: ManifestRecord) -> ManifestRecord {
+    var kept = record
+    kept.sources = []
+    kept.outputs = record.outputs.map { ManifestFile(name: $0.name, bytes: $0.bytes) }
+    kept.note = nil
+    kept.stderrTail = nil
+    return kept
   }
 
   private static func read(_ fd: Int32, from start: Int64, count: Int) -> [UInt8] {
