@@ -234,7 +234,7 @@ class Daemon:
             os.unlink(sock_path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(sock_path)
-        self.sock.settimeout(300)
+        self.sock.settimeout(1)
         env = dict(os.environ, NOTIFY_SOCKET=sock_path, **(extra_env or {}))
         t0 = time.monotonic()
         self.proc = subprocess.Popen([CKPTD, "run", "--config", config], env=env,
@@ -242,7 +242,15 @@ class Daemon:
         self.pid = self.proc.pid
         try:
             while True:
-                msg = self.sock.recv(4096).decode()
+                try:
+                    msg = self.sock.recv(4096).decode()
+                except socket.timeout:
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(f"ckptd run --config {config} exited with {self.proc.returncode} "
+                                           "before READY=1") from None
+                    if time.monotonic() - t0 > 300:
+                        raise RuntimeError(f"ckptd run --config {config}: no READY=1 within 300 s") from None
+                    continue
                 if "READY=1" in msg.split("\n"):
                     break
         except BaseException:
@@ -860,12 +868,19 @@ def main():
         except ValueError:
             stored = {}
     parts = {"startup": part_startup, "poll": part_poll, "churn": part_churn, "fuse": part_fuse}
+    failed = []
     try:
         for part in PARTS:
             if part not in parts:
                 raise SystemExit(f"daemon bench: unknown part {part!r} (startup, poll, churn, fuse)")
             print(f"daemon bench: part {part}", flush=True)
-            stored[part] = parts[part](root)
+            try:
+                stored[part] = parts[part](root)
+            except Exception as error:  # the other parts still run; the report says what failed
+                failed.append(part)
+                print(f"daemon bench: part {part} failed: {error!r}", file=sys.stderr, flush=True)
+                stored[part] = dict(close_context(context()), rows=[], title=f"Part {part}",
+                                    note=f"**Failed**: {error}")
             with open(store, "w") as f:
                 json.dump(stored, f, indent=1)
             text = render(stored)
@@ -876,6 +891,7 @@ def main():
     finally:
         if not KEEP and not mounts_under(root):
             shutil.rmtree(root, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
