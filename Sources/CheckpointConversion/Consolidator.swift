@@ -94,7 +94,7 @@ public enum Consolidator {
       try file.write(index.index.serialized())
       FileSystem.markWrittenByCkptd(file)
     }
-    try monitor.check()
+    try monitor.checkBeforeCommit()
     result.outputs = pending.map { .init(path: $0.path, bytes: $0.position, sha256: $0.sha256Hex()) }
     try Converter.commit(pending, replace: replace)
     pending = []

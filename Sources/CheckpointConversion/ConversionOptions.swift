@@ -24,6 +24,9 @@ public struct ConversionOptions: Sendable {
   /// Polled between chunks; returning true stops the conversion with a `.cancelled` error and removes
   /// every temporary.
   public var isCancelled: (@Sendable () -> Bool)?
+  /// Asked once more right before the outputs are committed (after `isCancelled`): false stops the conversion
+  /// like a cancellation, so nothing is committed. The claim's fence: is this process still the claim holder?
+  public var stillOwned: (@Sendable () -> Bool)?
   /// Split the outputs into shards of at most this many bytes (`max_shard_size`, see `ShardSize`); nil keeps
   /// the source's sharding.
   public var maxShardSize: Int64?

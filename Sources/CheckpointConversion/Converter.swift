@@ -93,7 +93,7 @@ public enum Converter {
       try output.write(index.index.serialized())
       FileSystem.markWrittenByCkptd(output)
     }
-    try monitor.check()
+    try monitor.checkBeforeCommit()
     result.outputs = pending.map { .init(path: $0.path, bytes: $0.position, sha256: $0.sha256Hex()) }
     try commit(pending, replace: replace)
     pending = []

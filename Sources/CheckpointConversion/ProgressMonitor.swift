@@ -22,6 +22,14 @@ final class ProgressMonitor: @unchecked Sendable {
     }
   }
 
+  /// The last check before the outputs are committed: cancellation, then whether the claim is still ours.
+  func checkBeforeCommit() throws {
+    try check()
+    if let stillOwned = options.stillOwned, !stillOwned() {
+      throw CheckpointError(.cancelled, path: path, "claim lost before commit; temporary files removed")
+    }
+  }
+
   /// Records `count` more bytes written (or verified when `writing` is false).
   func advance(_ count: Int, writing: Bool) throws {
     done += Int64(count)

@@ -28,7 +28,11 @@ struct ConfigCheckCommand: AsyncParsableCommand {
   func run() async throws {
     let path = config ?? ConfigLoader.defaultPath()
     let loaded = try ConfigLoader.load(path: path)
-    print(ConfigReport.render(loaded), terminator: "")
+    // A daemon running with this config says when it last polled each directory.
+    let running = (try? StatusFile.read(path: loaded.statusFile)).flatMap {
+      StatusHealth.processIsAlive($0.pid) ? $0 : nil
+    }
+    print(ConfigReport.render(loaded, running: running), terminator: "")
     if !loaded.problems.isEmpty {
       for problem in loaded.problems { FileHandleOutput.standardError("ckptd: \(problem.description)") }
       throw ExitCode.failure

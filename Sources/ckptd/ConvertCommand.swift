@@ -145,9 +145,10 @@ struct ConvertCommand: AsyncParsableCommand {
         let outcome = try await ClaimedConversion.run(
           folder: path, book: &claims, clock: ContinuousClock(), wait: wait, sweep: sweep,
           interrupted: interrupted, isDone: { ClaimedConversion.outputsExist(path: path, options: options) }
-        ) { [options] isCancelled in
+        ) { [options] isCancelled, stillOwned in
           var claimed = options
           claimed.isCancelled = { isCancelled() }
+          claimed.stillOwned = { stillOwned() }
           return try Consolidator.convert(path: path, mode: mode, options: claimed)
         }
         guard case .ran(let result, _) = outcome else {

@@ -159,6 +159,23 @@ import Testing
     #expect(Fixtures.listing(folder) == ["pytorch_model.bin"])
   }
 
+  @Test func aLostClaimBeforeTheCommitLeavesNothing() throws {
+    let fixtures = try Fixtures()
+    defer { fixtures.remove() }
+    let folder = try fixtures.folder("checkpoint-63")
+    try Fixtures.writeTiedBin(folder + "/pytorch_model.bin")
+    let asked = Mutexed(0)
+    var options = ConversionOptions(target: .safetensors, isCancelled: { false })
+    options.stillOwned = {
+      asked.withLock { $0 += 1 }
+      return false
+    }
+    let error = #expect(throws: CheckpointError.self) { try Converter.convert(path: folder, options: options) }
+    #expect(error?.code == .cancelled)
+    #expect(asked.withLock { $0 } == 1, "asked once, right before the commit")
+    #expect(Fixtures.listing(folder) == ["pytorch_model.bin"])
+  }
+
   @Test func folderDeletedMidwayIsReportedAsVanished() throws {
     let fixtures = try Fixtures()
     defer { fixtures.remove() }

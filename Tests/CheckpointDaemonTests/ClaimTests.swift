@@ -25,6 +25,32 @@ import Testing
     return nil
   }
 
+  @Test func theFenceLooksAtMostEveryIntervalButAlwaysBeforeTheCommit() async throws {
+    let dir = CoreTempDir()
+    let clock = TestClock()
+    var a = ClaimBook(identity: Self.me(), ttl: Self.ttl, clock: clock)
+    var b = ClaimBook(identity: Self.nodeB, ttl: Self.ttl, clock: clock)
+    let claim = try #require(Self.acquired(try a.tryAcquire(folder: dir.path)))
+    let fence = ClaimFence(claim, clock: clock, interval: .milliseconds(250))
+    #expect(!fence.isLost())
+    // B takes the claim over once it has seen it unchanged for the TTL.
+    #expect(Self.holder(try b.tryAcquire(folder: dir.path)) != nil)
+    await clock.advance(by: Self.ttl)
+    #expect(Self.acquired(try b.tryAcquire(folder: dir.path))?.generation == 2)
+    // Looked at 2 s ago: looks again. A second fence that looked just now trusts its look until the interval.
+    #expect(fence.isLost())
+    let fresh = ClaimFence(claim, clock: clock, interval: .milliseconds(250))
+    let otherDir = CoreTempDir()
+    let other = try #require(Self.acquired(try a.tryAcquire(folder: otherDir.path)))
+    let otherFence = ClaimFence(other, clock: clock, interval: .milliseconds(250))
+    #expect(!otherFence.isLost())
+    unlink(other.path)
+    #expect(!otherFence.isLost(), "within the interval the last look stands")
+    #expect(!otherFence.isCurrent(), "before the commit it always looks")
+    #expect(otherFence.isLost())
+    #expect(!fresh.isCurrent())
+  }
+
   @Test func firstClaimWinsAndOthersSeeWhoHoldsIt() async throws {
     let dir = CoreTempDir()
     let clock = TestClock()

@@ -75,5 +75,18 @@ import Testing
         "  watch mode: poll (inotify + every 0.5 s): nfs4 is a network file system: writes from other machines"))
     #expect(report.contains("  file system: ext4 (f_type 0xef53, mounted at /)"))
     #expect(report.contains("  watch mode: inotify: ext4 is a local file system"))
+    #expect(report.contains("  last poll: none (no daemon running)"))
+    var running = StatusSnapshot(pid: 77, version: "x")
+    var polled = DirectoryStatus(path: "/mnt/shared/run", format: "bin", dtype: "keep")
+    polled.lastPoll = PollFigures(at: Date(timeIntervalSince1970: 1_800_000_000), seconds: 0.0034)
+    running.directories = [polled]
+    let live = ConfigReport.render(
+      config,
+      detect: { watch in
+        FileSystemDetection.classify(
+          fType: watch.path.hasPrefix("/mnt/shared") ? 0x6969 : 0xEF53, mountinfo: mountinfo, path: watch.path)
+      }, running: running)
+    #expect(live.contains("  last poll: 2027-01-15T08:00:00.000Z, took 3.4 ms (daemon pid 77)"))
+    #expect(live.components(separatedBy: "last poll").count == 2, "only the polled directory has a last poll")
   }
 }

@@ -17,10 +17,16 @@ import Testing
 
   /// Writes a claim of a live holder on another node (its boot id is not ours: only observation can judge it).
   static func plantClaim(in folder: String, generation: Int = 1, beat: Int = 0, node: String = "other") throws {
+    try plant(
+      at: folder + "/" + ClaimBook.checkpointPrefix + String(generation), generation: generation, beat: beat, node: node
+    )
+  }
+
+  /// Writes another node's claim or lock record at `path`.
+  static func plant(at path: String, generation: Int = 1, beat: Int = 0, node: String = "other") throws {
     let record = ClaimRecord(
       node: node, pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
       generation: generation, beat: beat, token: "t\(generation)")
-    let path = folder + "/" + ClaimBook.checkpointPrefix + String(generation)
     try Data(record.encoded()).write(to: URL(fileURLWithPath: path))
   }
 
@@ -32,48 +38,6 @@ import Testing
 
   static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-  @Test func pollingFindsWhatInotifyCannotSeeOnAFuseMount() async throws {
-    guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
-    defer { mount.unmount() }
-    try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
-    let fixture = try DaemonFixture(
-      rootPath: mount.mountPoint + "/run", dropinExtra: "poll_seconds = 3", mainExtra: Self.cluster)
-    fixture.start()
-    #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "poll" })
-    let fs = await fixture.daemon.status.directories.first?.fileSystem
-    #expect(fs?.type == "fuse.ckptdtest")
-    #expect(fs?.magic == "0x65735546")
-    #expect(fs?.pollSeconds == 3)
-    // Written into the backing folder, as a trainer on another node writes: no inotify event on the mount.
-    try fixture.checkpoint("checkpoint-1", in: mount.backing + "/run")
-    #expect(await fixture.until { _ in fixture.events("checkpoint-1") == [.converted] })
-    let status = await fixture.daemon.status.directories.first
-    #expect(status?.lastPoll != nil)
-    let records = try Manifest(path: fixture.root + "/.ckptd-manifest.jsonl").read()
-    #expect(records.map(\.node) == ["me"])
-    // The claim goes right after the record is durable (the record may be seen a moment before).
-    #expect(await fixture.until { _ in Self.claimFiles(in: fixture.root + "/checkpoint-1").isEmpty })
-    #expect(!Self.exists(fixture.root + "/.ckptd-manifest.jsonl.lock.1"))
-    await fixture.stop()
-  }
-
-  @Test func inotifyAloneStaysBlindToWritesFromAnotherNode() async throws {
-    guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
-    defer { mount.unmount() }
-    try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
-    let fixture = try DaemonFixture(
-      rootPath: mount.mountPoint + "/run", dropinExtra: "watch = \"inotify\"", mainExtra: Self.cluster)
-    fixture.start()
-    #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "inotify" })
-    try fixture.checkpoint("checkpoint-1", in: mount.backing + "/run")
-    // No deadline is pending and no event comes: what `watch = "auto"` polls for is never seen.
-    await fixture.settle()
-    #expect(await fixture.daemon.nextWake == nil)
-    #expect(fixture.events("checkpoint-1").isEmpty)
-    #expect(fixture.converter.callCount == 0)
-    await fixture.stop()
-  }
-
   @Test func aLocalFolderIsWatchedWithInotifyAlone() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     fixture.start()
@@ -82,6 +46,13 @@ import Testing
     await fixture.settle()
     #expect(await fixture.daemon.nextWake == nil)
     await fixture.stop()
+  }
+
+  @Test func pollsOfOneIntervalShareATick() {
+    #expect(Daemon.nextTick(after: .zero, every: .seconds(10)) == .seconds(10))
+    #expect(Daemon.nextTick(after: .milliseconds(2_999), every: .seconds(10)) == .seconds(10))
+    #expect(Daemon.nextTick(after: .seconds(10), every: .seconds(10)) == .seconds(20))
+    #expect(Daemon.nextTick(after: .milliseconds(1_050), every: .milliseconds(200)) == .milliseconds(1_200))
   }
 
   @Test func aLiveClaimIsNeverTakenAndAStaleOneIsTakenOver() async throws {
@@ -154,10 +125,7 @@ import Testing
   @Test func theClaimIsHeldUntilTheRecordIsWrittenUnderTheManifestLock() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     let lock = fixture.root + "/.ckptd-manifest.jsonl.lock.1"
-    let record = ClaimRecord(
-      node: "other", pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
-      generation: 1, beat: 0, token: "lock")
-    try Data(record.encoded()).write(to: URL(fileURLWithPath: lock))
+    try Self.plant(at: lock)
     fixture.start()
     let folder = try fixture.checkpoint("checkpoint-1")
     #expect(await fixture.until { _ in fixture.converter.callCount == 1 && Self.exists(folder + "/pytorch_model.bin") })
@@ -175,10 +143,7 @@ import Testing
   @Test func aStaleManifestLockIsTakenOver() async throws {
     let fixture = try DaemonFixture(mainExtra: Self.cluster)
     let lock = fixture.root + "/.ckptd-manifest.jsonl.lock.1"
-    let record = ClaimRecord(
-      node: "other", pid: 4242, bootID: "another-boot", pidStart: "1", start: "2026-01-01T00:00:00Z",
-      generation: 1, beat: 0, token: "lock")
-    try Data(record.encoded()).write(to: URL(fileURLWithPath: lock))
+    try Self.plant(at: lock)
     fixture.start()
     try fixture.checkpoint("checkpoint-1")
     let before = fixture.clock.now
@@ -221,5 +186,53 @@ import Testing
     #expect(await fixture.until { _ in !Self.exists(busyTemporary) })
     #expect(Self.claimFiles(in: busy).isEmpty)
     await fixture.stop()
+  }
+}
+
+extension ProcessWideInotifyTests {
+  /// A daemon watching a bindfs mount, while a "trainer on another node" writes into its backing folder. A rescan
+  /// caused by another test (an overflow) would list the mount and find the checkpoint without polling.
+  @Suite(.timeLimit(.minutes(2))) struct BlindMounts {
+    @Test func pollingFindsWhatInotifyCannotSeeOnAFuseMount() async throws {
+      guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
+      defer { mount.unmount() }
+      try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
+      let fixture = try DaemonFixture(
+        rootPath: mount.mountPoint + "/run", dropinExtra: "poll_seconds = 3", mainExtra: DaemonClusterTests.cluster)
+      fixture.start()
+      #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "poll" })
+      let fs = await fixture.daemon.status.directories.first?.fileSystem
+      #expect(fs?.type == "fuse.ckptdtest")
+      #expect(fs?.magic == "0x65735546")
+      #expect(fs?.pollSeconds == 3)
+      // Written into the backing folder, as a trainer on another node writes: no inotify event on the mount.
+      try fixture.checkpoint("checkpoint-1", in: mount.backing + "/run")
+      #expect(await fixture.until { _ in fixture.events("checkpoint-1") == [.converted] })
+      let status = await fixture.daemon.status.directories.first
+      #expect(status?.lastPoll != nil)
+      let records = try Manifest(path: fixture.root + "/.ckptd-manifest.jsonl").read()
+      #expect(records.map(\.node) == ["me"])
+      // The claim goes right after the record is durable (the record may be seen a moment before).
+      #expect(await fixture.until { _ in DaemonClusterTests.claimFiles(in: fixture.root + "/checkpoint-1").isEmpty })
+      #expect(!DaemonClusterTests.exists(fixture.root + "/.ckptd-manifest.jsonl.lock.1"))
+      await fixture.stop()
+    }
+
+    @Test func inotifyAloneStaysBlindToWritesFromAnotherNode() async throws {
+      guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
+      defer { mount.unmount() }
+      try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
+      let fixture = try DaemonFixture(
+        rootPath: mount.mountPoint + "/run", dropinExtra: "watch = \"inotify\"", mainExtra: DaemonClusterTests.cluster)
+      fixture.start()
+      #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "inotify" })
+      try fixture.checkpoint("checkpoint-1", in: mount.backing + "/run")
+      // No deadline is pending and no event comes: what `watch = "auto"` polls for is never seen.
+      await fixture.settle()
+      #expect(await fixture.daemon.nextWake == nil)
+      #expect(fixture.events("checkpoint-1").isEmpty)
+      #expect(fixture.converter.callCount == 0)
+      await fixture.stop()
+    }
   }
 }

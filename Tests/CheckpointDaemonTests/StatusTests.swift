@@ -228,6 +228,32 @@ final class ReadCounts: Sendable {
     #expect(summary.contains("converting checkpoint-500 25%"))
   }
 
+  @Test func watchModeAndLastPollAreShownAndRoundTrip() throws {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+    var polled = DirectoryStatus(path: "/shared/run", format: "bin", dtype: "keep")
+    polled.fileSystem = WatchedFileSystem(
+      type: "fuse.juicefs", magic: "0x65735546", mode: "poll", pollSeconds: 0.5,
+      reason: "fuse.juicefs is a FUSE mount")
+    polled.lastPoll = PollFigures(at: now.addingTimeInterval(-3), seconds: 0.0021)
+    var local = DirectoryStatus(path: "/data/run", format: "bin", dtype: "keep")
+    local.fileSystem = WatchedFileSystem(
+      type: "ext4", magic: "0xef53", mode: "inotify", pollSeconds: nil, reason: "ext4 is a local file system")
+    var snapshot = StatusSnapshot(pid: 1, version: "x", startedAt: now)
+    snapshot.directories = [local, polled]
+    let table = StatusRenderer.render(snapshot, now: now)
+    #expect(
+      table.contains(
+        "/shared/run  fuse.juicefs, inotify + poll every 0.5 s (fuse.juicefs is a FUSE mount); last poll 3s ago, 2.1 ms"
+      ))
+    #expect(table.contains("/data/run  ext4, inotify (ext4 is a local file system)"))
+    let decoded = try JSONDecoder().decode(StatusSnapshot.self, from: Data(try StatusFile.encode(snapshot)))
+    #expect(decoded.directories == snapshot.directories)
+    let text = String(decoding: try StatusFile.encode(snapshot), as: UTF8.self)
+    #expect(text.contains("\"file_system\""))
+    #expect(text.contains("\"last_poll\""))
+    #expect(text.contains("\"poll_seconds\" : 0.5"))
+  }
+
   @Test(arguments: [(0.0, "0s"), (59.9, "59s"), (61, "1m 01s"), (3725, "1h 02m"), (90_000, "1d 01h")])
   func durations(seconds: Double, text: String) {
     #expect(StatusRenderer.duration(seconds) == text)

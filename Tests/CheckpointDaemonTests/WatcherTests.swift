@@ -114,34 +114,6 @@ func collect(
     #expect(more.contains { if case .event(let e) = $0 { e.directory == sub } else { false } })
   }
 
-  @Test func realOverflowAsksForRescan() async throws {
-    let dir = try WatcherTempDir()
-    defer { dir.cleanup() }
-    let watcher = try InotifyWatcher()
-    defer { watcher.close() }
-    try watcher.watch(dir.path, mask: WatchMask.checkpoint)
-    let before = watcher.figures.overflows
-    // Returns once the inotify thread has stopped reading.
-    watcher.pauseReading(seconds: 60)
-    // One-byte writes alternating between two files: one IN_MODIFY each (alternating names are never merged),
-    // past the kernel's queue limit in well under a second, so the pause (which holds every other test's
-    // events too) stays short.
-    let limit =
-      Int(
-        (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
-          .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
-    let files = ["a", "b"].map { open(dir.path + "/" + $0, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644) }
-    #expect(files.allSatisfy { $0 >= 0 })
-    for index in 0..<(limit + 64) { _ = write(files[index % 2], "x", 1) }
-    for fd in files { close(fd) }
-    watcher.resumeReading()
-    let seen = await collect(watcher) { message in
-      if case .rescan = message { true } else { false }
-    }
-    #expect(seen.contains(.rescan(reason: "inotify queue overflow")))
-    #expect(watcher.figures.overflows > before)
-  }
-
   @Test func manyRootsOneWatchEach() throws {
     let dir = try WatcherTempDir()
     defer { dir.cleanup() }
@@ -162,6 +134,43 @@ func collect(
     defer { watcher.close() }
     #expect(throws: CheckpointError.self) {
       try watcher.watch("/nonexistent/ckptd-\(UUID().uuidString)", mask: WatchMask.root)
+    }
+  }
+}
+
+/// Tests that act on, or depend on, what the one inotify engine of the test process delivers to every daemon at
+/// once: an overflow sends every client a rescan, and a rescan lists a mounted directory afresh, which would
+/// find what polling is there to find. They run one at a time.
+@Suite(.serialized) enum ProcessWideInotifyTests {}
+
+extension ProcessWideInotifyTests {
+  @Suite(.timeLimit(.minutes(2))) struct Overflow {
+    @Test func realOverflowAsksForRescan() async throws {
+      let dir = try WatcherTempDir()
+      defer { dir.cleanup() }
+      let watcher = try InotifyWatcher()
+      defer { watcher.close() }
+      try watcher.watch(dir.path, mask: WatchMask.checkpoint)
+      let before = watcher.figures.overflows
+      // Returns once the inotify thread has stopped reading.
+      watcher.pauseReading(seconds: 60)
+      // One-byte writes alternating between two files: one IN_MODIFY each (alternating names are never merged),
+      // past the kernel's queue limit in well under a second, so the pause (which holds every other test's
+      // events too) stays short.
+      let limit =
+        Int(
+          (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+      let files = ["a", "b"].map { open(dir.path + "/" + $0, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644) }
+      #expect(files.allSatisfy { $0 >= 0 })
+      for index in 0..<(limit + 64) { _ = write(files[index % 2], "x", 1) }
+      for fd in files { close(fd) }
+      watcher.resumeReading()
+      let seen = await collect(watcher) { message in
+        if case .rescan = message { true } else { false }
+      }
+      #expect(seen.contains(.rescan(reason: "inotify queue overflow")))
+      #expect(watcher.figures.overflows > before)
     }
   }
 }

@@ -138,6 +138,16 @@ def test_conversion_leaves_little_cached_and_keeps_the_trainers_pages(ckptd_bin,
 
 def thread_stats(pid):
     """(nice, policy) of every thread of `pid`, from /proc/PID/task/*/stat (fields 19 and 41)."""
+    return [(nice, policy) for nice, policy, _ in thread_priorities(pid)]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+SYS_IOPRIO_GET = 252  # x86_64
+IOPRIO_WHO_PROCESS = 1
+
+
+def thread_priorities(pid):
+    """(nice, policy, I/O class) of every thread of `pid`: /proc/PID/task/*/stat and ioprio_get(2) per thread."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -145,7 +155,8 @@ def thread_stats(pid):
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
-        found.append((int(fields[16]), int(fields[38])))
+        ioprio = _LIBC.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, int(tid))
+        found.append((int(fields[16]), int(fields[38]), ioprio >> 13 if ioprio >= 0 else -1))
     return found
 
 
@@ -163,7 +174,9 @@ def test_nice_flag_lowers_every_thread(ckptd_bin, workdir, sources):
                 stats = thread_stats(proc.pid)
             except (OSError, ValueError):
                 break
-            if stats and all(nice == 10 for nice, _ in stats):
+            # `--nice` lowers thread by thread (I/O class, then nice): wait until every thread has both.
+            if stats and all(nice == 10 for nice, _ in stats) and all(
+                    io == 3 for _, _, io in thread_priorities(proc.pid)):
                 os.kill(proc.pid, signal.SIGSTOP)
                 ionice = subprocess.run(["ionice", "-p", str(proc.pid)], capture_output=True, text=True).stdout
                 seen = (thread_stats(proc.pid), ionice.strip())

@@ -7,10 +7,11 @@ import Synchronization
   import Glibc
 #endif
 
-/// Runs one piece of work under a checkpoint folder's claim, as `ckptd convert` does (and the daemon will):
-/// claim (or wait for) the folder, remove leftover temporaries, keep the claim fresh every `ttl/4` while the
-/// work runs on its own thread, stop the work when the claim is lost (fencing: `isCancelled` re-reads the claim,
-/// and the conversion asks it right before it commits), release the claim afterwards.
+/// Runs one piece of work under a checkpoint folder's claim, as `ckptd convert` does (the daemon does the same
+/// steps on its actor, see `Daemon+Claims`): claim (or wait for) the folder, remove leftover temporaries, keep
+/// the claim fresh every `ttl/4` while the work runs on its own thread, stop the work when the claim is lost
+/// (fencing: `isCancelled` re-reads the claim at most every 250 ms, and `stillOwned`, asked right before the
+/// commit, always does), release the claim afterwards.
 public enum ClaimedConversion {
   /// What happened.
   public enum Outcome<T: Sendable>: Sendable {
@@ -46,7 +47,10 @@ public enum ClaimedConversion {
   public static func run<T: Sendable>(
     folder: String, book: inout ClaimBook, clock: any Clock<Duration>, wait: Bool, sweep: Bool,
     interrupted: @escaping @Sendable () -> Bool, isDone: () -> Bool,
-    work: @escaping @Sendable (_ isCancelled: @escaping @Sendable () -> Bool) throws -> T
+    work:
+      @escaping @Sendable (
+        _ isCancelled: @escaping @Sendable () -> Bool, _ stillOwned: @escaping @Sendable () -> Bool
+      ) throws -> T
   ) async throws -> Outcome<T> {
     var waitedFor: ClaimHolder?
     let claim: Claim
@@ -60,7 +64,7 @@ public enum ClaimedConversion {
       } catch let error as CheckpointError where [EACCES, EPERM, EROFS].contains(error.errno ?? 0) {
         // A folder we may not write to (a read-only source converted with --out): nobody can claim it, and
         // the outputs go elsewhere; the conversion reports its own errors as before.
-        return .ran(try await onThread { try work(interrupted) }, removedTemporaries: [])
+        return .ran(try await onThread { try work(interrupted, { true }) }, removedTemporaries: [])
       }
       switch outcome {
       case .acquired(let acquired, _):
@@ -96,11 +100,12 @@ public enum ClaimedConversion {
       }
     }
     defer { keeper.cancel() }
+    let fence = ClaimFence(claim, clock: clock)
     let isCancelled: @Sendable () -> Bool = {
-      interrupted() || lost.withLock { $0 != nil } || !claim.isCurrent()
+      interrupted() || lost.withLock { $0 != nil } || fence.isLost()
     }
     do {
-      let value = try await onThread { try work(isCancelled) }
+      let value = try await onThread { try work(isCancelled, { fence.isCurrent() }) }
       return .ran(value, removedTemporaries: removed)
     } catch let error as CheckpointError where error.code == .cancelled && !interrupted() {
       let by = claim.supersededBy().map { " by \($0.holder)" } ?? ""

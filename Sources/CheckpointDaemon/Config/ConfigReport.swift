@@ -1,14 +1,18 @@
 import CheckpointConversion
 import CheckpointFormats
+import Foundation
 
 /// `ckptd config check` output: effective settings per watched directory, masked files, and problems.
 public enum ConfigReport {
   /// The report, ending in a newline. Problems are listed too (the command also prints them to stderr).
   ///
   /// `detect` names each directory's file system and watch mode (statfs and /proc/self/mountinfo by default).
+  /// `running`: the status document of the daemon running with this config, if any: its last poll of each
+  /// directory is shown.
   public static func render(
     _ config: DaemonConfig,
-    detect: (WatchConfig) -> FileSystemReport = { FileSystemDetection.detect(path: $0.path, setting: $0.watch) }
+    detect: (WatchConfig) -> FileSystemReport = { FileSystemDetection.detect(path: $0.path, setting: $0.watch) },
+    running: StatusSnapshot? = nil
   ) -> String {
     var out: [String] = []
     out.append("config file:  \(config.configFile)")
@@ -46,6 +50,14 @@ public enum ConfigReport {
       let mode = fs.mode == .poll ? "poll (inotify + every \(formatSeconds(watch.pollSeconds)) s)" : "inotify"
       out.append("  file system: \(fs.type) (f_type \(fs.magicHex)\(fs.mountPoint.map { ", mounted at \($0)" } ?? ""))")
       out.append("  watch mode: \(mode): \(fs.reason)")
+      if fs.mode == .poll {
+        if let running, let poll = running.directories.first(where: { $0.path == watch.path })?.lastPoll {
+          let took = String(format: "%.1f ms", poll.seconds * 1000)
+          out.append("  last poll: \(ISOTime.string(poll.at)), took \(took) (daemon pid \(running.pid))")
+        } else {
+          out.append("  last poll: none (\(running == nil ? "no daemon running" : "not polled yet"))")
+        }
+      }
       out.append("  consolidate = \(watch.consolidate.rawValue)")
     }
     if !config.masked.isEmpty {

@@ -38,4 +38,20 @@ public protocol CheckpointConverting: Sendable {
     folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
     progress: @escaping @Sendable (Int64, Int64) -> Void
   ) throws -> ConversionOutcome
+
+  /// The same, under a claim: `stillOwned` is asked right before the outputs are committed, and false stops the
+  /// conversion as a cancellation (nothing committed). By default it is asked with every `isCancelled`.
+  func convert(
+    folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
+    stillOwned: @escaping @Sendable () -> Bool, progress: @escaping @Sendable (Int64, Int64) -> Void
+  ) throws -> ConversionOutcome
+}
+
+extension CheckpointConverting {
+  public func convert(
+    folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
+    stillOwned: @escaping @Sendable () -> Bool, progress: @escaping @Sendable (Int64, Int64) -> Void
+  ) throws -> ConversionOutcome {
+    try convert(folder: folder, watch: watch, isCancelled: { isCancelled() || !stillOwned() }, progress: progress)
+  }
 }

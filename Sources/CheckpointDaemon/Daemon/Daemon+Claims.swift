@@ -59,7 +59,7 @@ extension Daemon {
         return .done
       }
       let removed = TemporarySweep.removeLeftovers(in: job.folder, under: claim)
-      if !removed.isEmpty { logger.notice("removed leftovers in \(job.folder): \(removed)") }
+      if !removed.isEmpty { logger.notice("removed stale temporaries in \(job.folder): \(removed)") }
       return .convert(held)
     }
   }
@@ -191,7 +191,7 @@ extension Daemon {
       case .acquired(let claim, _):
         let removed = TemporarySweep.removeLeftovers(in: folder, under: claim)
         HeldClaim(claim, times: times).release()
-        if !removed.isEmpty { logger.notice("removed leftovers in \(folder): \(removed)") }
+        if !removed.isEmpty { logger.notice("removed stale temporaries in \(folder): \(removed)") }
         root.leftovers.remove(folder)
       case .held:
         continue

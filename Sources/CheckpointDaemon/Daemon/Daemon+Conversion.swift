@@ -142,14 +142,16 @@ extension Daemon {
       let converter = options.converter
       let sink = input
       let wallTime = options.wallTime
-      let (folder, watch, token, claim) = (job.folder, job.watch, job.token, job.claim?.claim)
+      let (folder, watch, token) = (job.folder, job.watch, job.token)
+      let fence = job.claim.map { ClaimFence($0.claim, clock: options.clock) }
       let gate = ProgressGate()
       let thread = Thread {
         let result = Result {
           try converter.convert(
             folder: folder, watch: watch,
             // Fencing: a conversion whose claim was taken over stops, and asks again right before it commits.
-            isCancelled: { token.isCancelled || claim.map { !$0.isCurrent() } ?? false },
+            isCancelled: { token.isCancelled || fence?.isLost() == true },
+            stillOwned: { fence?.isCurrent() ?? true },
             progress: { done, total in
               if gate.passes(done: done, total: total) {
                 sink.yield(.progress(folder: folder, done: done, total: total))

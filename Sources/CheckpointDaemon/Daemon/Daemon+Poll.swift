@@ -22,12 +22,20 @@ extension Daemon {
     root.tracker.rules.trustsFileTimes = !root.isPolled
     if root.isPolled {
       if root.pollAt == nil || root.pollAt.map({ $0 > clock.now() + root.pollInterval }) == true {
-        root.pollAt = clock.now() + root.pollInterval
+        root.pollAt = Self.nextTick(after: clock.now(), every: root.pollInterval)
       }
     } else {
       root.pollAt = nil
       root.lastPoll = nil
     }
+  }
+
+  /// The first multiple of `interval` on the clock after `now`: directories with the same `poll_seconds` are
+  /// polled in one pass (one wake-up, one status write), however far apart they were found.
+  static func nextTick(after now: Duration, every interval: Duration) -> Duration {
+    let step = max(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000, 1)
+    let at = now.components.seconds * 1_000_000_000 + now.components.attoseconds / 1_000_000_000
+    return .nanoseconds((at / step + 1) * step)
   }
 
   /// Polls every directory whose time has come.
@@ -42,7 +50,7 @@ extension Daemon {
   /// not done yet are stat'ed (their files' sizes and mtimes) and a change starts their settle time again.
   /// Folders already converted are never read again.
   func poll(_ root: WatchedRoot, now: Duration) {
-    root.pollAt = now + root.pollInterval
+    root.pollAt = Self.nextTick(after: now, every: root.pollInterval)
     let started = ContinuousClock.now
     let wall = clock.wallTime()
     defer {

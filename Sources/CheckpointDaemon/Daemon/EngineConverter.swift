@@ -13,9 +13,18 @@ public struct EngineConverter: CheckpointConverting {
     folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
     progress: @escaping @Sendable (Int64, Int64) -> Void
   ) throws -> ConversionOutcome {
-    let options = ConversionOptions(
+    try convert(folder: folder, watch: watch, isCancelled: isCancelled, stillOwned: { true }, progress: progress)
+  }
+
+  /// Converts `folder` under a claim: `stillOwned` is asked right before the commit.
+  public func convert(
+    folder: String, watch: WatchConfig, isCancelled: @escaping @Sendable () -> Bool,
+    stillOwned: @escaping @Sendable () -> Bool, progress: @escaping @Sendable (Int64, Int64) -> Void
+  ) throws -> ConversionOutcome {
+    var options = ConversionOptions(
       target: watch.format, dtype: watch.dtype, verify: watch.verify, removeSource: !watch.keepSource,
       hashSources: true, progress: progress, isCancelled: isCancelled, maxShardSize: watch.maxShardBytes)
+    options.stillOwned = stillOwned
     let consolidating = try Consolidator.shouldConsolidate(folder: folder, mode: watch.consolidate)
     let result = try Consolidator.convert(path: folder, mode: watch.consolidate, options: options)
     func files(_ records: [ConversionResult.FileRecord]) -> [ManifestFile] {
