@@ -7,14 +7,16 @@ Parts (BENCH_PARTS, default all of "speed yield concurrent big"):
   median and range of wall time, CPU time, peak RSS, and the MiB of source + output left in the page cache.
   Every run starts with a cold source (fsync + POSIX_FADV_DONTNEED of every source file).
 - yield: a `dd iflag=direct` reader of a separate 2 GiB file, alone and while ckptd converts 4 GiB, with and
-  without `--nice`.
+  without `--nice`; BENCH_IOSCHED ("bfq", or "mq-deadline bfq" side by side; root) switches the disk's I/O
+  scheduler for the part and back.
 - concurrent: two 2 GiB conversions at once (two `ckptd convert` processes) against one after the other.
 - big: one run each way at BENCH_BIG_GIB (default 20), only if the file system has more than BENCH_BIG_FREE_GIB
   (default 60) free; the data is deleted as soon as each step is done.
 
 Environment: CKPTD (default .build/release/ckptd), ANCHOR (an older ckptd binary to compare with; rows are
-skipped without it), BENCH_DIR (default ./bench-data). Writes BENCH_DIR/bench.md and replaces the part of
-BENCHMARKS.md between the `bench:begin` and `bench:end` markers.
+skipped without it), BENCH_DIR (default ./bench-data), BENCH_REPORT (default BENCHMARKS.md). Writes
+BENCH_DIR/bench.md and replaces, in BENCH_REPORT between the `bench:begin` and `bench:end` markers, the blocks of
+the parts it ran (`bench:part NAME`); the other parts' blocks stay as they were.
 """
 
 import os
@@ -38,6 +40,8 @@ SIZES = [float(s) for s in os.environ.get("BENCH_SIZES", "1 4").split()]
 PARTS = os.environ.get("BENCH_PARTS", "speed yield concurrent big").split()
 BIG_GIB = float(os.environ.get("BENCH_BIG_GIB", "20"))
 BIG_FREE_GIB = float(os.environ.get("BENCH_BIG_FREE_GIB", "60"))
+BIG_SHARD_BYTES = int(float(os.environ.get("BENCH_BIG_SHARD_BYTES", "5e9")))
+IOSCHED = os.environ.get("BENCH_IOSCHED", "")
 YIELD_GIB = float(os.environ.get("BENCH_YIELD_GIB", "4"))
 READER_GIB = int(os.environ.get("BENCH_READER_GIB", "2"))
 PAIR_GIB = float(os.environ.get("BENCH_PAIR_GIB", "2"))
@@ -46,6 +50,8 @@ PY = sys.executable
 MIB = 1 << 20
 GIB = 1 << 30
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Ratios to cp from this run's speed part ((size, label) -> median ratio), for the big part's comparison.
+SPEED_RATIOS = {}
 
 # ---------------------------------------------------------------------------------------------------------------
 # Measuring
@@ -241,6 +247,7 @@ def part_speed() -> list:
             walls = [s["wall"] for s in samples[label]]
             gib = folder_bytes(src) / GIB
             ratio = statistics.median(walls) / cp_by_src[src]
+            SPEED_RATIOS[(size, label)] = ratio
             lines.append(f"| {label} | {spread(walls)} | {spread([s['cpu'] for s in samples[label]])} | "
                          f"{spread([s['rss'] for s in samples[label]], '{:.1f}')} | "
                          f"{gib / statistics.median(walls):.2f} | {ratio:.2f}x | "
@@ -285,7 +292,35 @@ def dd_read(path: str) -> float:
     return os.path.getsize(path) / 1e6 / (time.monotonic() - start)
 
 
+def scheduler_file(path: str):
+    """/sys/block/DEV/queue/scheduler of the disk holding `path` (the whole disk for a partition); None when
+    there is none (tmpfs, overlay, a device mapper stack without one)."""
+    st = os.stat(path)
+    sysdir = os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    for folder in (sysdir, os.path.dirname(sysdir)):
+        candidate = os.path.join(folder, "queue", "scheduler")
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def current_scheduler(sched_file) -> str:
+    if not sched_file:
+        return "?"
+    text = open(sched_file).read()
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else text.strip()
+
+
+def set_scheduler(sched_file, name: str):
+    with open(sched_file, "w") as f:
+        f.write(name)
+    if current_scheduler(sched_file) != name:
+        raise RuntimeError(f"{sched_file}: could not switch to {name}")
+
+
 def part_yield() -> list:
+    """A reader of a separate file alone and beside a conversion, with and without --nice; with BENCH_IOSCHED
+    (e.g. "mq-deadline bfq", root) once under each I/O scheduler of the disk, which is switched back afterwards."""
     base = os.path.join(DATA, f"{YIELD_GIB:g}g")
     generate(base, YIELD_GIB)
     src = os.path.join(base, "st")
@@ -294,42 +329,57 @@ def part_yield() -> list:
         subprocess.run(["dd", "if=/dev/urandom", f"of={reader}", "bs=4M", f"count={READER_GIB * 256}", "conv=fsync",
                         "status=none"], check=True)
     out = os.path.join(DATA, "out")
-    alone, during = [], {"plain": [], "nice": []}
-    conversion = {"plain": [], "nice": []}
+    sched_file = scheduler_file(DATA)
+    original = current_scheduler(sched_file)
+    schedulers = IOSCHED.split() or [original]
+    if IOSCHED and not sched_file:
+        raise RuntimeError(f"BENCH_IOSCHED: no I/O scheduler file for the disk under {DATA}")
     before = load()
-    for run in range(RUNS):
-        alone.append(dd_read(reader))
-        for mode in ("plain", "nice"):
-            make_cold(src)
-            cmd = convert_cmd(CKPTD, src, "bin", out) + (["--nice"] if mode == "nice" else [])
-            start = time.monotonic()
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            time.sleep(1.0)  # let the conversion get going
-            rate = dd_read(reader)
-            ended_first = proc.poll() is not None
-            proc.wait()
-            conversion[mode].append(time.monotonic() - start)
-            during[mode].append(rate)
-            print(f"yield run {run + 1}: alone {alone[-1]:.0f} MB/s, during {mode} conversion {rate:.0f} MB/s"
-                  f"{' (conversion ended first)' if ended_first else ''}, conversion {conversion[mode][-1]:.1f} s",
-                  flush=True)
+    results = {}
+    try:
+        for sched in schedulers:
+            if IOSCHED:
+                set_scheduler(sched_file, sched)
+            alone, during = [], {"plain": [], "nice": []}
+            conversion = {"plain": [], "nice": []}
+            for run in range(RUNS):
+                alone.append(dd_read(reader))
+                # Alternate which goes first: the reader's file and the host's caches (a VM disk) warm run by run.
+                for mode in (("plain", "nice") if run % 2 == 0 else ("nice", "plain")):
+                    make_cold(src)
+                    cmd = convert_cmd(CKPTD, src, "bin", out) + (["--nice"] if mode == "nice" else [])
+                    start = time.monotonic()
+                    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    time.sleep(1.0)  # let the conversion get going
+                    rate = dd_read(reader)
+                    ended_first = proc.poll() is not None
+                    proc.wait()
+                    conversion[mode].append(time.monotonic() - start)
+                    during[mode].append(rate)
+                    print(f"yield {sched} run {run + 1}: alone {alone[-1]:.0f} MB/s, during {mode} conversion "
+                          f"{rate:.0f} MB/s{' (conversion ended first)' if ended_first else ''}, conversion "
+                          f"{conversion[mode][-1]:.1f} s", flush=True)
+            results[sched] = (alone, during, conversion)
+    finally:
+        if IOSCHED and current_scheduler(sched_file) != original:
+            set_scheduler(sched_file, original)
     shutil.rmtree(out, ignore_errors=True)
     if not KEEP:
         shutil.rmtree(base, ignore_errors=True)
         os.remove(reader)
-    med = statistics.median(alone)
     lines = [f"### A {READER_GIB} GiB `dd iflag=direct` reader beside a {YIELD_GIB:g} GiB st->bin conversion (verify "
-             f"on), {RUNS} runs, "
-             f"load average {before} -> {load()}", "",
-             "| reader | MB/s | ratio to alone | conversion s |", "| --- | ---: | ---: | ---: |",
-             f"| alone | {spread(alone, '{:.0f}')} | 1.00 | - |"]
-    for mode, name in (("plain", "during `ckptd convert`"), ("nice", "during `ckptd convert --nice`")):
-        ratios = [d / a for d, a in zip(during[mode], alone)]
-        lines.append(f"| {name} | {spread(during[mode], '{:.0f}')} | {spread(ratios)} | "
-                     f"{spread(conversion[mode], '{:.1f}')} |")
-    return lines + ["", f"Reader alone, median {med:.0f} MB/s. I/O scheduler: "
-                    f"{open('/sys/block/vda/queue/scheduler').read().strip() if os.path.exists('/sys/block/vda') else '?'}.",
-                    ""]
+             f"on), {RUNS} runs, load average {before} -> {load()}", "",
+             "| I/O scheduler | reader | MB/s | ratio to alone (run by run) | conversion s |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for sched, (alone, during, conversion) in results.items():
+        lines.append(f"| {sched} | alone | {spread(alone, '{:.0f}')} | 1.00 | - |")
+        for mode, name in (("plain", "during `ckptd convert`"), ("nice", "during `ckptd convert --nice`")):
+            ratios = [d / a for d, a in zip(during[mode], alone)]
+            lines.append(f"| {sched} | {name} | {spread(during[mode], '{:.0f}')} | {spread(ratios)} | "
+                         f"{spread(conversion[mode], '{:.1f}')} |")
+    return lines + ["", f"Disk scheduler file {sched_file or '-'}: {original} before the part"
+                    + (f", switched to each of {', '.join(schedulers)} (BENCH_IOSCHED) and back." if IOSCHED else
+                       " (BENCH_IOSCHED=\"mq-deadline bfq\" measures under each)."), ""]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -375,41 +425,86 @@ def part_concurrent() -> list:
 
 
 def part_big() -> list:
+    """Issue 14 item 3: one run each way at BIG_GIB, sharded as transformers shards it (BIG_SHARD_BYTES, 5 GB,
+    with the index), verification on, cold sources; each direction against `cp` + fsync of its own source bytes,
+    peak RSS against 64 MiB, and the ratio to cp against the 1 GiB sharded rows of this run's speed part. At most
+    two copies of the data exist at once (2 x BIG_GIB); everything is deleted at the end, also on failure."""
     free = free_gib(DATA)
     if free <= BIG_FREE_GIB:
         return [f"### {BIG_GIB:g} GiB: not run ({free:.0f} GiB free, needs more than {BIG_FREE_GIB:g})", ""]
     root = os.path.join(DATA, "big")
     shutil.rmtree(root, ignore_errors=True)
-    st = os.path.join(root, "st")
-    print(f"bench: generating {BIG_GIB:g} GiB sharded safetensors in {st}", flush=True)
-    write_safetensors_shards(st, BIG_GIB)
+    st, bn, back = (os.path.join(root, n) for n in ("st", "bin", "back"))
+    cp_out = os.path.join(root, "cp")
     rows = []
     before = load()
     try:
-        make_cold(st)
-        rows.append(("cp + fsync (safetensors bytes)", timed(cp_cmd(st, fresh(os.path.join(root, "cp"))))))
-        shutil.rmtree(os.path.join(root, "cp"))
-        bn = os.path.join(root, "bin")
-        make_cold(st)
-        rows.append(("ckptd st->bin, verify", timed(convert_cmd(CKPTD, st, "bin", bn))))
-        cached = resident_bytes(files_in(st) + files_in(bn)) / MIB
-        shutil.rmtree(st)
-        make_cold(bn)
-        back = os.path.join(root, "back")
-        rows.append(("ckptd bin->st, verify", timed(convert_cmd(CKPTD, bn, "safetensors", back))))
-        cached_back = resident_bytes(files_in(bn) + files_in(back)) / MIB
+        print(f"bench: generating {BIG_GIB:g} GiB sharded safetensors in {st}", flush=True)
+        start = time.monotonic()
+        total = write_safetensors_shards(st, BIG_GIB, BIG_SHARD_BYTES)
+        print(f"bench: generated {total / GIB:.1f} GiB in {time.monotonic() - start:.0f} s", flush=True)
+        layout_st = [os.path.basename(p) for p in files_in(st)]
+        steps = (("cp + fsync (safetensors bytes)", st, lambda: cp_cmd(st, fresh(cp_out)), None),
+                 ("ckptd st->bin, verify", st, lambda: convert_cmd(CKPTD, st, "bin", bn), bn),
+                 ("cp + fsync (.bin bytes)", bn, lambda: cp_cmd(bn, fresh(cp_out)), None),
+                 ("ckptd bin->st, verify", bn, lambda: convert_cmd(CKPTD, bn, "safetensors", back), back))
+        cached = {}
+        for label, src, make_cmd, out in steps:
+            make_cold(src)
+            result = timed(make_cmd())
+            result["gib"] = folder_bytes(src) / GIB
+            rows.append((label, result))
+            print(f"big: {label} {result['wall']:.1f} s, peak RSS {result['rss']:.1f} MiB", flush=True)
+            if out is not None:
+                cached[label] = resident_bytes(files_in(src) + files_in(out)) / MIB
+                result["outputs"] = [os.path.basename(p) for p in files_in(out)]
+            shutil.rmtree(cp_out, ignore_errors=True)
+            if label.startswith("ckptd st->bin"):
+                shutil.rmtree(st)  # two copies at most: the .bin and its cp, then the .bin and the way back
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    cp = rows[0][1]["wall"]
-    lines = [f"### {BIG_GIB:g} GiB sharded (5 GB shards), one run each, cold source, load average {before} -> "
-             f"{load()}", "", "| what | wall s | CPU s | peak RSS MiB | ratio to cp |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [f"### {BIG_GIB:g} GiB sharded ({len(layout_st) - 1} safetensors shards of at most "
+             f"{BIG_SHARD_BYTES / 1e9:g} GB + index, as `save_pretrained` shards), one run each way, verification "
+             f"on, cold source, load average {before} -> {load()}", "",
+             "| what | wall s | CPU s | peak RSS MiB | GiB/s | ratio to cp | same ratio in the speed part (sharded, this run) "
+             "| left cached MiB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    cp = None
+    small = min(SIZES) if "speed" in PARTS and SIZES else None
     for label, r in rows:
-        lines.append(f"| {label} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss']:.1f} | {r['wall'] / cp:.2f}x |")
-    return lines + ["", f"Left in the page cache afterwards: {cached:.0f} MiB (st->bin), {cached_back:.0f} MiB (bin->st).",
-                    ""]
+        head = f"| {label} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss']:.1f} | {r['gib'] / r['wall']:.2f} |"
+        if label.startswith("cp "):
+            cp = r["wall"]  # each ckptd row follows the cp of its own source bytes
+            lines.append(f"{head} 1.00x | - | - |")
+            continue
+        ref = "-"
+        if small is not None:
+            ratio = SPEED_RATIOS.get((small, label.replace(", verify", ", verify (sharded)")))
+            ref = f"{ratio:.2f}x ({small:g} GiB)" if ratio is not None else "-"
+        lines.append(f"{head} {r['wall'] / cp:.2f}x | {ref} | {cached.get(label, 0):.0f} |")
+    peak = max(r["rss"] for label, r in rows if label.startswith("ckptd"))
+    outputs = {label: r.get("outputs", []) for label, r in rows if label.startswith("ckptd")}
+    return lines + ["", f"- peak RSS of the ckptd rows: {peak:.1f} MiB ({'met' if peak <= 64 else 'NOT met'}: at most "
+                    f"64 MiB)",
+                    f"- outputs: " + "; ".join(f"{label}: {len(names)} files ({', '.join(names)})"
+                                               for label, names in outputs.items()),
+                    "- left cached: `fincore` of that step's source and output files after it",
+                    "- command: `BENCH_PARTS=big" + (f" BENCH_BIG_GIB={BIG_GIB:g}" if BIG_GIB != 20 else "") +
+                    (f" BENCH_BIG_SHARD_BYTES={BIG_SHARD_BYTES}" if BIG_SHARD_BYTES != 5_000_000_000 else "") +
+                    " make bench`" + ("" if small is not None else " (the 1 GiB column needs the speed part in the "
+                                      "same run: `BENCH_PARTS=\"speed big\"`)"), ""]
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+PART_ORDER = ("speed", "yield", "concurrent", "big")
+
+
+def part_blocks(region: str) -> dict:
+    """The part blocks (`<!-- bench:part NAME -->` ... `<!-- bench:part-end NAME -->`) of the bench region."""
+    return {m.group(1): m.group(0) for m in
+            re.finditer(r"<!-- bench:part (\w+) -->\n.*?<!-- bench:part-end \1 -->", region, re.S)}
 
 
 def main():
@@ -422,26 +517,32 @@ def main():
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                       if line.startswith("model name")), "unknown")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    head = [f"Produced by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, release build of "
-            f"{commit}, anchor {anchor}: {platform.system()} {platform.release()}, {os.cpu_count()} cores "
-            f"({cpu_model}), {mem:.0f} GiB RAM. Load average at the start {load()}, {compilers()} compiler "
-            "processes of other sessions running. Every run starts with a cold source (fsync + "
+    head = [f"Produced by `make bench`: {platform.system()} {platform.release()}, {os.cpu_count()} cores "
+            f"({cpu_model}), {mem:.0f} GiB RAM. Every run starts with a cold source (fsync + "
             "POSIX_FADV_DONTNEED); every route that writes makes its output durable (`cp` is followed by `sync` "
             "of the copies, ckptd fsyncs each file, the Python routes fsync). \"left cached\" is what `fincore` "
-            "finds of the source and output files after the run.", ""]
-    body = []
+            "finds of the source and output files after the run. Each part below says when it ran and against "
+            "which build (`BENCH_PARTS` runs some parts and keeps the others' last figures).", ""]
+    blocks = {}
     for part, fn in (("speed", part_speed), ("yield", part_yield), ("concurrent", part_concurrent),
                      ("big", part_big)):
         if part in PARTS:
-            body += fn()
+            stamp = (f"Part `{part}`: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, release build of "
+                     f"{commit}, anchor {anchor}; load average at its start {load()}, {compilers()} compiler "
+                     "processes of other sessions running.")
+            body = fn()
+            blocks[part] = "\n".join([f"<!-- bench:part {part} -->", stamp, ""] + body + [f"<!-- bench:part-end {part} -->"])
             # Written after every part, so that an interrupted run keeps what it measured.
             with open(os.path.join(DATA, "bench.md"), "w") as f:
-                f.write("\n".join(head + body) + "\n")
+                f.write("\n".join(head + [blocks[p] for p in PART_ORDER if p in blocks]) + "\n")
             print("\n".join(body[-12:]), flush=True)
-    text = "\n".join(head + body) + "\n"
-    path = os.path.join(REPO, "BENCHMARKS.md")
+    path = os.environ.get("BENCH_REPORT", os.path.join(REPO, "BENCHMARKS.md"))
     current = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    old = current[current.index(begin):current.index(end)] if begin in current and end in current else ""
+    kept = part_blocks(old)
+    kept.update(blocks)
+    text = "\n".join(head + [kept[p] + "\n" for p in PART_ORDER if p in kept]) + "\n"
     if begin in current and end in current:
         current = current[:current.index(begin) + len(begin)] + "\n" + text + current[current.index(end):]
     else:
