@@ -202,6 +202,7 @@ extension Daemon {
       folderGone(root, name: (folder as NSString).lastPathComponent)
     }
     root.done = root.done.intersection(present)
+    root.keepRecords(only: present)
   }
 
   /// Decides what to do with one checkpoint folder: done per manifest, or watched (first) and tracked.
@@ -248,6 +249,7 @@ extension Daemon {
     stopTracking(root, folder: folder)
     root.done.remove(name)
     root.retries.clear(folder)
+    root.forgetRecord(name)
     if root.converting.contains(name) {
       logger.info("\(folder) removed during its conversion")
     }

@@ -82,6 +82,7 @@ extension Daemon {
       consider(root, name: name, manifest: manifest ?? [:])
     }
     root.done = root.done.intersection(present)
+    root.keepRecords(only: present)
     let wallSeconds = clock.wallSeconds
     for folder in root.tracker.folders {
       let name = (folder as NSString).lastPathComponent

@@ -86,6 +86,12 @@ final class WatchedRoot {
     view.fresh()
   }
 
+  /// Forgets the records of checkpoints whose folders are gone (see `ManifestView.keep`).
+  func keepRecords(only names: Set<String>) { view.keep(only: names) }
+
+  /// Forgets the record of a checkpoint whose folder went away.
+  func forgetRecord(_ name: String) { view.forget(name) }
+
   /// Takes a new configuration of the same directory.
   func update(_ config: WatchConfig) {
     self.config = config

@@ -53,6 +53,18 @@ struct ManifestView {
     return latest
   }
 
+  /// Drops what is known of checkpoints not in `names` (their folders are gone: rotated away). Memory then
+  /// follows the checkpoints present, not every one the directory ever had; a record appended later for such a
+  /// name is read as usual.
+  mutating func keep(only names: Set<String>) {
+    latest = latest.filter { names.contains($0.key) }
+  }
+
+  /// Drops what is known of one checkpoint (its folder went away).
+  mutating func forget(_ name: String) {
+    latest[name] = nil
+  }
+
   private mutating func reset() {
     latest = [:]
     device = nil
