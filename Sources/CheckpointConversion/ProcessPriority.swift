@@ -1,5 +1,6 @@
 import CLinux
 import CheckpointFormats
+import Foundation
 
 #if canImport(Glibc)
   import Glibc
@@ -33,6 +34,26 @@ public enum ProcessPriority {
   public static func lowerProcess() throws {
     let tasks = FileSystem.directoryEntries("/proc/self/task").compactMap { Int32($0) }
     for thread in tasks.isEmpty ? [Int32(0)] : tasks { try lower(thread: thread) }
+  }
+
+  /// Lowers, every `interval`, any thread of the process that is not lowered yet (threads started later by
+  /// libdispatch get a nice value of their own, for their QoS, instead of inheriting ours), on a thread of its
+  /// own that lives as long as the process. A lowered thread is left alone, so this costs one listing of
+  /// /proc/self/task and one read per thread each time.
+  public static func keepLowered(every interval: Duration = .milliseconds(200)) {
+    let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+    let thread = Thread {
+      while true {
+        var pause = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        var left = timespec()
+        while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
+        for task in FileSystem.directoryEntries("/proc/self/task").compactMap({ Int32($0) }) {
+          if current(thread: task) != Setting(ioClass: idleClass, nice: niceValue) { try? lower(thread: task) }
+        }
+      }
+    }
+    thread.name = "ckptd-nice"
+    thread.start()
   }
 
   /// Idle I/O class, nice `niceValue` and `SCHED_BATCH` for one thread (0: the calling thread).

@@ -112,7 +112,12 @@ struct ConvertCommand: AsyncParsableCommand {
     signal(SIGPIPE, SIG_IGN)
     signal(SIGINT) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
     signal(SIGTERM) { _ in ConvertCommand.interrupted.store(true, ordering: .relaxed) }
-    if nice { try ProcessPriority.lowerProcess() }
+    if nice {
+      try ProcessPriority.lowerProcess()
+      // libdispatch gives worker threads it starts later a nice value of their own (for their QoS): lower
+      // those too, for as long as the conversions run.
+      ProcessPriority.keepLowered()
+    }
     if let out {
       do {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
