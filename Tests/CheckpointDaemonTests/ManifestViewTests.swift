@@ -11,7 +11,10 @@ import Testing
 /// The daemon's incremental manifest reader: only what was appended since the last look is read.
 @Suite struct ManifestViewTests {
   static func record(_ name: String, _ event: ManifestEvent = .converted) -> ManifestRecord {
-    ManifestRecord(checkpoint: name, event: event, format: "bin", dtype: "keep", start: Date(), end: Date())
+    // One fixed time: records of one run differ only in their names, as near as they can.
+    ManifestRecord(
+      checkpoint: name, event: event, format: "bin", dtype: "keep", start: Date(timeIntervalSince1970: 1_800_000_000),
+      end: Date(timeIntervalSince1970: 1_800_000_000))
   }
 
   static func append(_ path: String, _ text: String) throws {

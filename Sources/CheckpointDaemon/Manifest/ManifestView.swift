@@ -20,8 +20,9 @@ struct ManifestView {
   private var inode: UInt64 = 0
   /// Bytes read and parsed (up to the end of the last whole line).
   private(set) var offset: Int64 = 0
-  /// The last bytes read (up to 64, ending at `offset`): read again with the new ones, they tell a file that was
-  /// rewritten in place (truncated, then grown past `offset`) from one that was appended to.
+  /// The last whole line read (at most 4 KiB of it, ending at `offset`): read again with the new bytes, it tells a
+  /// file that was rewritten in place (truncated, then grown past `offset`) from one that was appended to. (A
+  /// shorter fingerprint is not enough: two records of one run can end in the same 64 bytes.)
   private var tail: [UInt8] = []
   /// The file's size and mtime at the last look (a stat that shows both unchanged needs no read).
   private var seen: (size: Int64, mtime: timespec)?
@@ -118,7 +119,8 @@ struct ManifestView {
     let contents = Manifest.parse(lines)
     for record in contents.records where record.event != .exec { latest[record.checkpoint] = Self.compact(record) }
     offset += Int64(lines.count)
-    tail = Array(lines.suffix(64))
+    let lastLine = lines.dropLast().lastIndex(of: 0x0A).map { lines[($0 + 1)...] } ?? lines[...]
+    tail = Array(lastLine.suffix(4096))
   }
 
   /// What the daemon asks of a latest record (event, output names, start, error, retryable), without the source
