@@ -132,7 +132,8 @@ def test_two_mounts_convert_each_checkpoint_exactly_once(two_nodes, tmp_path):
     an unrefreshed claim of another node (taken once seen unchanged for claim_ttl_seconds). Exactly one converts;
     the other finds the work done."""
     backing, (m1, m2) = two_nodes
-    env1, env2 = main_config(tmp_path, "n1", 0.4), main_config(tmp_path, "n2", 0.4)
+    # 1.5 s: the converts refresh every TTL/4, and a loaded disk can hold one heartbeat's fdatasync for a while.
+    env1, env2 = main_config(tmp_path, "n1", 1.5), main_config(tmp_path, "n2", 1.5)
     winners = {"n1": 0, "n2": 0}
     for index in range(20):
         name = f"checkpoint-{index}"
@@ -166,7 +167,7 @@ def test_two_mounts_convert_each_checkpoint_exactly_once(two_nodes, tmp_path):
 
 def test_a_clock_30s_apart_steals_no_live_claim(two_nodes, tmp_path):
     """Clock skew: the holder's claim file carries times 30 s in the past (as written by a node whose clock is
-    30 s behind the observer's), re-dated every few milliseconds, with a claim_ttl_seconds of 0.4. An observer that
+    30 s behind the observer's), re-dated every few milliseconds, with a claim_ttl_seconds of 3 (longer than the conversion). An observer that
     compared file times with its own clock would take the live claim at once; ckptd judges staleness only by
     seeing the file unchanged on its own monotonic clock, so the waiting convert never steals it.
 
@@ -174,7 +175,10 @@ def test_a_clock_30s_apart_steals_no_live_claim(two_nodes, tmp_path):
     FAKETIME_SHARED preset, or libfaketime's setenv moves `environ` and Swift finds no arguments, and
     FAKETIME_DONT_FAKE_MONOTONIC=1, or Dispatch timers never fire. Here the file-time adversary is enough.)"""
     backing, (m1, m2) = two_nodes
-    env1, env2 = main_config(tmp_path, "n1", 0.4), main_config(tmp_path, "n2", 0.4)
+    # A TTL longer than the conversion: an observer comparing file times with its clock steals the claim at
+    # once, while ckptd never sees it unchanged that long. (With 0.4 s, a heartbeat starved by a loaded disk,
+    # fdatasync behind a 20 GiB write, was once taken over legitimately, and the fence then stopped the holder.)
+    env1, env2 = main_config(tmp_path, "n1", 3), main_config(tmp_path, "n2", 3)
     for index in range(3):
         name = f"checkpoint-{index}"
         folder = backing / "run" / name
