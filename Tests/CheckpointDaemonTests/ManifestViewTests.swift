@@ -46,6 +46,7 @@ import Testing
     // exec records say nothing about the conversion.
     try manifest.append(Self.record("checkpoint-2", .exec))
     #expect(view.refreshed()["checkpoint-2"]?.event == .converted)
+    #expect(view.counts == ["converted": 2, "failed": 1, "exec": 1])
   }
 
   @Test func aReplacedOrTruncatedManifestIsReadAgainFromTheStart() throws {

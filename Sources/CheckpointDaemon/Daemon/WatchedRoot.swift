@@ -70,8 +70,9 @@ final class WatchedRoot {
 
   /// Counts by event from the manifest (a torn last line is tolerated by the reader).
   func loadCounts() {
-    counts = [:]
-    for record in (try? manifest.read()) ?? [] { counts[record.event.rawValue, default: 0] += 1 }
+    // One read serves both: the counts, and the latest records every scan asks for next.
+    _ = view.refreshed()
+    counts = view.counts
   }
 
   /// The last record of each checkpoint; only what was appended since the last look is read, and nothing when

@@ -16,6 +16,8 @@ struct ManifestView {
   let path: String
   /// The last record of each checkpoint, by name (`exec` records are passed over).
   private(set) var latest: [String: ManifestRecord] = [:]
+  /// Records read so far by event name (every record, `exec` included): the status file's counts at start-up.
+  private(set) var counts: [String: Int] = [:]
   private var device: UInt64?
   private var inode: UInt64 = 0
   /// Bytes read and parsed (up to the end of the last whole line).
@@ -68,6 +70,7 @@ struct ManifestView {
 
   private mutating func reset() {
     latest = [:]
+    counts = [:]
     device = nil
     offset = 0
     tail = []
@@ -117,7 +120,10 @@ struct ManifestView {
     guard let end = bytes.lastIndex(of: 0x0A) else { return }
     let lines = Array(bytes[bytes.startIndex...end])
     let contents = Manifest.parse(lines)
-    for record in contents.records where record.event != .exec { latest[record.checkpoint] = Self.compact(record) }
+    for record in contents.records {
+      counts[record.event.rawValue, default: 0] += 1
+      if record.event != .exec { latest[record.checkpoint] = Self.compact(record) }
+    }
     offset += Int64(lines.count)
     let lastLine = lines.dropLast().lastIndex(of: 0x0A).map { lines[($0 + 1)...] } ?? lines[...]
     tail = Array(lastLine.suffix(4096))
