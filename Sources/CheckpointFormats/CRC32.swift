@@ -7,7 +7,8 @@ public struct CRC32: Sendable, Hashable {
 
   public init() {}
 
-  /// Folds `bytes` into the checksum. The corresponding C function is zlib's `crc32`.
+  /// Folds `bytes` into the checksum. The corresponding C function is zlib's `crc32`; the bulk goes through
+  /// `ckptd_crc32`'s carry-less-multiply folding where the CPU has PCLMULQDQ (several times faster).
   public mutating func update(_ bytes: UnsafeRawBufferPointer) {
     guard let base = bytes.baseAddress else { return }
     var crc = UInt(value)
@@ -15,7 +16,7 @@ public struct CRC32: Sendable, Hashable {
     // zlib takes a 32-bit length: feed at most 1 GiB per call.
     while done < bytes.count {
       let n = Swift.min(bytes.count - done, 1 << 30)
-      crc = CZlib.crc32(crc, (base + done).assumingMemoryBound(to: UInt8.self), uInt(n))
+      crc = ckptd_crc32(crc, (base + done).assumingMemoryBound(to: UInt8.self), n)
       done += n
     }
     value = UInt32(truncatingIfNeeded: crc)
