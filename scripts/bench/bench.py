@@ -5,7 +5,13 @@ Parts (BENCH_PARTS, default all of "speed yield concurrent big"):
 - speed: every route at each of BENCH_SIZES (GiB, default "1 4"), single file and sharded, both directions,
   BENCH_RUNS runs (default 3) interleaved row by row so that the machine's other load hits every row alike;
   median and range of wall time, CPU time, peak RSS, and the MiB of source + output left in the page cache.
-  Every run starts with a cold source (fsync + POSIX_FADV_DONTNEED of every source file).
+  Every run starts with a cold source (fsync + POSIX_FADV_DONTNEED of every source file) and, unless
+  BENCH_WARM_MEMORY=0, right after the bench touched and freed 3x the checkpoint's size of memory: on a virtual
+  machine that hands free memory back to the host (virtio-balloon free page reporting), a page the guest has not
+  used for a few seconds costs a host fault on its next first use, and a route that happens to run right after
+  another route freed its page cache would otherwise get cheap pages that the next route does not. The smallest
+  size then gets "where verification's time goes": that first-use cost, the verify pass alone (`ckptd verify`
+  of source and output, both cached), and reading the same bytes from the page cache (`dd`).
 - yield: a `dd iflag=direct` reader of a separate 2 GiB file, alone and while ckptd converts 4 GiB, with and
   without `--nice`; BENCH_IOSCHED ("bfq", or "mq-deadline bfq" side by side; root) switches the disk's I/O
   scheduler for the part and back.
@@ -46,6 +52,7 @@ YIELD_GIB = float(os.environ.get("BENCH_YIELD_GIB", "4"))
 READER_GIB = int(os.environ.get("BENCH_READER_GIB", "2"))
 PAIR_GIB = float(os.environ.get("BENCH_PAIR_GIB", "2"))
 KEEP = os.environ.get("BENCH_KEEP", "") == "1"
+WARM_MEMORY = os.environ.get("BENCH_WARM_MEMORY", "1") != "0"
 PY = sys.executable
 MIB = 1 << 20
 GIB = 1 << 30
@@ -99,6 +106,29 @@ def make_cold(folder: str):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+def touch_memory(count: int) -> float:
+    """Writes `count` bytes of new anonymous memory and frees it again; returns the seconds the writing took."""
+    count = max(0, min(count, available_bytes() - 2 * GIB))
+    start = time.monotonic()
+    block = np.ones(count, dtype=np.uint8)
+    took = time.monotonic() - start
+    del block
+    return took
+
+
+def warm_memory(size_bytes: int):
+    """Puts every route on the same footing on a virtual machine whose host takes back what the guest leaves free
+    (see the module docstring): 3x the checkpoint's bytes of memory were just used, so that the page cache the route
+    grows comes from recently used pages."""
+    if WARM_MEMORY:
+        touch_memory(3 * size_bytes)
 
 
 def folder_bytes(folder: str) -> int:
@@ -234,6 +264,7 @@ def part_speed() -> list:
             for label, make_cmd, src in rows:
                 make_cold(src)
                 cmd = make_cmd()
+                warm_memory(folder_bytes(src))
                 samples[label].append(timed(cmd))
                 cached[label].append(resident_bytes(files_in(src) + files_in(out)) / MIB)
                 print(f"{size:g} GiB run {run + 1}  {label:42s} {samples[label][-1]['wall']:7.2f} s  "
@@ -254,11 +285,57 @@ def part_speed() -> list:
                          f"{spread(cached[label], '{:.0f}')} |")
         lines.append("")
         lines += paired_ratios(rows, samples, cp_by_src)
+        if size == min(SIZES):
+            lines += verification_costs(size)
         needed = (size == YIELD_GIB and "yield" in PARTS) or (size == PAIR_GIB and "concurrent" in PARTS)
         if not KEEP and not needed:
             shutil.rmtree(os.path.join(DATA, f"{size:g}g"), ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return lines
+
+
+def dd_cached(paths) -> float:
+    """Seconds to read `paths` (already in the page cache) through an 8 MiB buffer."""
+    start = time.monotonic()
+    for path in paths:
+        subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=8M"], check=True, capture_output=True)
+    return time.monotonic() - start
+
+
+def verification_costs(size: float) -> list:
+    """Where verification's time goes: what the verify pass does (re-read source and output from the page cache
+    and compare them) measured alone, the floor of that re-read, and the first-use cost of memory on this machine
+    that a pass keeping pages cached can run into."""
+    base = os.path.join(DATA, f"{size:g}g")
+    out = os.path.join(DATA, "out")
+    lines = [f"#### Where verification's time goes ({size:g} GiB, single file, {RUNS} runs, median and range)", "",
+             "| what | seconds |", "| --- | ---: |"]
+    idle_touch, reused_touch = [], []
+    for _ in range(RUNS):
+        time.sleep(10)  # long enough for the guest to report its free pages to the host
+        idle_touch.append(touch_memory(GIB))
+        reused_touch.append(touch_memory(GIB))
+    lines.append(f"| write 1 GiB of memory the guest left free for 10 s | {spread(idle_touch)} |")
+    lines.append(f"| the same right after (pages just freed) | {spread(reused_touch)} |")
+    for src_name, to in (("st", "bin"), ("bin", "safetensors")):
+        src = os.path.join(base, src_name)
+        subprocess.run(convert_cmd(CKPTD, src, to, out, "--no-verify"), check=True, capture_output=True)
+        both = files_in(src) + files_in(out)
+        verify, read = [], []
+        for _ in range(RUNS):
+            dd_cached(both)  # both cached
+            start = time.monotonic()
+            subprocess.run([CKPTD, "verify", src, out], check=True, capture_output=True)
+            verify.append(time.monotonic() - start)
+            read.append(dd_cached(both))
+        direction = "st->bin" if to == "bin" else "bin->st"
+        lines.append(f"| {direction}: `ckptd verify` of source and output, both cached (the verify pass alone) | "
+                     f"{spread(verify)} |")
+        lines.append(f"| {direction}: `dd` of the same {folder_bytes(src) * 2 / GIB:.1f} GiB from the page cache | "
+                     f"{spread(read)} |")
+        make_cold(src)
+        shutil.rmtree(out, ignore_errors=True)
+    return lines + [""]
 
 
 def paired_ratios(rows, samples, cp_by_src) -> list:
