@@ -57,16 +57,22 @@ static inline int ckptd_ioprio_get_thread(int tid) {
   return (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
 }
 
-/* A thread's nice value (Linux: PRIO_PROCESS with a thread id) and SCHED_BATCH (needs _GNU_SOURCE in <sched.h>,
-   hence the number). tid 0 is the calling thread. */
+/* A thread's nice value (Linux: PRIO_PROCESS with a thread id) and scheduling policy (SCHED_BATCH and SCHED_IDLE
+   need _GNU_SOURCE in <sched.h>, hence the numbers). tid 0 is the calling thread. */
 static inline int ckptd_set_nice_thread(int tid, int nice) { return setpriority(PRIO_PROCESS, (id_t)tid, nice); }
 static inline int ckptd_get_nice_thread(int tid) {
   errno = 0;
   return getpriority(PRIO_PROCESS, (id_t)tid);
 }
-static inline int ckptd_set_batch_scheduling(int tid) {
-  int param[1] = {0}; /* struct sched_param: one int, sched_priority (0 for SCHED_BATCH) */
-  return (int)syscall(SYS_sched_setscheduler, tid, 3 /* SCHED_BATCH */, param);
+/* A policy without a static priority (3 SCHED_BATCH, 5 SCHED_IDLE) for one thread; its policy read back without
+   the SCHED_RESET_ON_FORK flag (-1 with errno set on failure). */
+static inline int ckptd_set_scheduler_thread(int tid, int policy) {
+  int param[1] = {0}; /* struct sched_param: one int, sched_priority (0 for SCHED_BATCH and SCHED_IDLE) */
+  return (int)syscall(SYS_sched_setscheduler, tid, policy, param);
+}
+static inline int ckptd_get_scheduler_thread(int tid) {
+  int policy = (int)syscall(SYS_sched_getscheduler, tid);
+  return policy < 0 ? policy : (policy & ~0x40000000 /* SCHED_RESET_ON_FORK */);
 }
 static inline int ckptd_gettid(void) { return (int)syscall(SYS_gettid); }
 #endif

@@ -7,7 +7,8 @@ import Foundation
 #endif
 
 /// Low CPU and I/O priority for one-shot conversions beside a training job (`ckptd convert --nice`); the daemon
-/// gets the same from its systemd unit (`Nice=`, `CPUSchedulingPolicy=batch`, `IOSchedulingClass=idle`).
+/// gets the same from its systemd unit (`Nice=`, `CPUSchedulingPolicy=batch`, `IOSchedulingClass=idle`), and
+/// `ckptd run` keeps every thread at least as low as it was started (`keepLowered(to: started())`).
 ///
 /// On Linux each of these is a property of a thread: threads created later inherit it from their creator, so
 /// `lowerProcess` applies it to every thread the process has (`/proc/self/task`).
@@ -16,68 +17,115 @@ public enum ProcessPriority {
   public static let niceValue: Int32 = 10
   /// `IOPRIO_CLASS_IDLE`: the disk serves this thread only when nobody else wants it.
   public static let idleClass: Int32 = 3
+  /// `SCHED_BATCH`: the scheduler treats the thread as CPU-bound and preempts others less for it.
+  public static let batchPolicy: Int32 = 3
+  /// `SCHED_IDLE`: the thread runs only when nothing else wants the CPU (lower than `SCHED_BATCH`).
+  public static let idlePolicy: Int32 = 5
 
-  /// What a thread runs with now.
-  public struct Setting: Sendable, Equatable {
+  /// What a thread runs with now, or what the keeper holds the threads to (then the I/O class counts only when
+  /// it is idle, and the policy only when it is `SCHED_BATCH` or `SCHED_IDLE`).
+  public struct Setting: Sendable, Equatable, CustomStringConvertible {
     /// The I/O scheduling class (0 none, 1 realtime, 2 best effort, 3 idle).
     public var ioClass: Int32
     /// The nice value.
     public var nice: Int32
+    /// The scheduling policy (0 `SCHED_OTHER`, 3 `SCHED_BATCH`, 5 `SCHED_IDLE`; -1 unknown).
+    public var policy: Int32
 
-    public init(ioClass: Int32, nice: Int32) {
+    public init(ioClass: Int32, nice: Int32, policy: Int32 = 0) {
       self.ioClass = ioClass
       self.nice = nice
+      self.policy = policy
+    }
+
+    /// Below the default on some count: nice above 0, the idle I/O class, or `SCHED_BATCH`/`SCHED_IDLE`.
+    public var isLowered: Bool {
+      nice > 0 || ioClass == ProcessPriority.idleClass || ProcessPriority.policyRank(policy) > 0
+    }
+
+    /// At least as low as `target` on every count `target` lowers (nice, idle I/O class, batch/idle policy).
+    public func isAtLeastAsLow(as target: Setting) -> Bool {
+      nice >= target.nice && (target.ioClass != ProcessPriority.idleClass || ioClass == ProcessPriority.idleClass)
+        && ProcessPriority.policyRank(policy) >= ProcessPriority.policyRank(target.policy)
+    }
+
+    /// "nice 10, idle I/O class, SCHED_BATCH": what a keeper of this target holds the threads to.
+    public var description: String {
+      var parts = ["nice \(nice)"]
+      if ioClass == ProcessPriority.idleClass { parts.append("idle I/O class") }
+      if policy == ProcessPriority.batchPolicy { parts.append("SCHED_BATCH") }
+      if policy == ProcessPriority.idlePolicy { parts.append("SCHED_IDLE") }
+      return parts.joined(separator: ", ")
     }
   }
 
-  /// Idle I/O class, nice `niceValue` and `SCHED_BATCH` for every thread of this process.
-  public static func lowerProcess() throws {
-    let tasks = FileSystem.directoryEntries("/proc/self/task").compactMap { Int32($0) }
-    for thread in tasks.isEmpty ? [Int32(0)] : tasks { try lower(thread: thread) }
+  /// What `ckptd convert --nice` sets: idle I/O class, nice `niceValue` and `SCHED_BATCH`.
+  public static let niceTarget = Setting(ioClass: idleClass, nice: niceValue, policy: batchPolicy)
+
+  /// How low a scheduling policy is: 0 for `SCHED_OTHER` (and the real-time ones), 1 batch, 2 idle.
+  static func policyRank(_ policy: Int32) -> Int {
+    policy == idlePolicy ? 2 : policy == batchPolicy ? 1 : 0
   }
 
-  /// Lowers, every `interval`, any thread of the process that is not lowered yet (threads started later by
-  /// libdispatch get a nice value of their own, for their QoS, instead of inheriting ours), on a thread of its
-  /// own that lives as long as the process. A lowered thread is left alone, so this costs one listing of
-  /// /proc/self/task and one read per thread each time.
-  public static func keepLowered(every interval: Duration = .milliseconds(200)) {
+  /// The setting the process was started with: that of its main thread (whose id is the process id). Read it
+  /// before anything raised it: libdispatch gives threads it starts a nice value of its own.
+  public static func started() -> Setting { current(thread: getpid()) }
+
+  /// `target` (default: what `--nice` sets) for every thread of this process.
+  public static func lowerProcess(to target: Setting = niceTarget) throws {
+    let tasks = FileSystem.directoryEntries("/proc/self/task").compactMap { Int32($0) }
+    for thread in tasks.isEmpty ? [Int32(0)] : tasks { try lower(thread: thread, to: target) }
+  }
+
+  /// Lowers to `target` (default: what `--nice` sets), every `interval`, any thread of the process that is not
+  /// at least that low yet (threads started later by libdispatch get a nice value of their own, for their QoS,
+  /// instead of inheriting ours), on a thread of its own that lives as long as the process. A thread low enough
+  /// is left alone, so this costs one listing of /proc/self/task and three reads per thread each time. No
+  /// thread is ever raised.
+  public static func keepLowered(to target: Setting = niceTarget, every interval: Duration = .milliseconds(200)) {
     let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
     let thread = Thread {
+      // Named from inside: Foundation on Linux names the kernel thread only when the thread names itself.
+      Thread.current.name = "ckptd-nice"
       while true {
         var pause = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var left = timespec()
         while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
         for task in FileSystem.directoryEntries("/proc/self/task").compactMap({ Int32($0) }) {
-          if current(thread: task) != Setting(ioClass: idleClass, nice: niceValue) { try? lower(thread: task) }
+          if !current(thread: task).isAtLeastAsLow(as: target) { try? lower(thread: task, to: target) }
         }
       }
     }
-    thread.name = "ckptd-nice"
     thread.start()
   }
 
-  /// Idle I/O class, nice `niceValue` and `SCHED_BATCH` for one thread (0: the calling thread).
-  public static func lower(thread: Int32 = 0) throws {
+  /// `target` (default: what `--nice` sets) for one thread (0: the calling thread), on each count where the
+  /// thread is not that low already: a thread already lower keeps its value.
+  public static func lower(thread: Int32 = 0, to target: Setting = niceTarget) throws {
     let label = "thread \(thread == 0 ? ckptd_gettid() : thread)"
-    if ckptd_ioprio_set_thread(thread, idleClass, 0) != 0 {
+    let now = current(thread: thread)
+    if target.ioClass == idleClass, now.ioClass != idleClass, ckptd_ioprio_set_thread(thread, idleClass, 0) != 0 {
       let err = errno
       throw CheckpointError(
         .io, path: label, "cannot set the idle I/O class: \(String(cString: strerror(err)))", errno: err)
     }
     // Lowering one's own priority needs no privilege; a thread already nicer keeps its value.
-    if ckptd_get_nice_thread(thread) < niceValue, ckptd_set_nice_thread(thread, niceValue) != 0 {
+    if now.nice < target.nice, ckptd_set_nice_thread(thread, target.nice) != 0 {
       let err = errno
       throw CheckpointError(
-        .io, path: label, "cannot set nice \(niceValue): \(String(cString: strerror(err)))", errno: err)
+        .io, path: label, "cannot set nice \(target.nice): \(String(cString: strerror(err)))", errno: err)
     }
-    if ckptd_set_batch_scheduling(thread) != 0 {
+    if policyRank(now.policy) < policyRank(target.policy), ckptd_set_scheduler_thread(thread, target.policy) != 0 {
       let err = errno
-      throw CheckpointError(.io, path: label, "cannot set SCHED_BATCH: \(String(cString: strerror(err)))", errno: err)
+      let name = target.policy == idlePolicy ? "SCHED_IDLE" : "SCHED_BATCH"
+      throw CheckpointError(.io, path: label, "cannot set \(name): \(String(cString: strerror(err)))", errno: err)
     }
   }
 
-  /// The I/O class and nice value of a thread (0: the calling thread), read back from the kernel.
+  /// The I/O class, nice value and scheduling policy of a thread (0: the calling thread), read from the kernel.
   public static func current(thread: Int32 = 0) -> Setting {
-    Setting(ioClass: ckptd_ioprio_get_thread(thread) >> 13, nice: ckptd_get_nice_thread(thread))
+    Setting(
+      ioClass: ckptd_ioprio_get_thread(thread) >> 13, nice: ckptd_get_nice_thread(thread),
+      policy: ckptd_get_scheduler_thread(thread))
   }
 }

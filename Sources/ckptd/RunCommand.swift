@@ -22,6 +22,8 @@ struct RunCommand: AsyncParsableCommand {
       config ?? ProcessInfo.processInfo.environment["CKPTD_CONFIG"] ?? "/etc/ckptd/ckptd.toml"
     let loaded = try ConfigLoader.load(path: path)
     Daemon.bootstrapLogging(levelName: loaded.logLevel)
+    // Started lowered (the unit's Nice=/CPUSchedulingPolicy=/IOSchedulingClass=): so are all threads, for good.
+    Daemon.keepStartPriority()
     let daemon = try Daemon(options: Daemon.Options(configPath: path, converter: EngineConverter()))
     await daemon.run()
   }

@@ -5,6 +5,9 @@ so that those pages are cached before ckptd starts. After each conversion (st->b
 and off) mincore (through ctypes) must show at most 64 MiB of the source and output files resident, and every
 page the trainer had cached must still be cached. `ckptd convert --nice` is caught running and its threads'
 nice value, scheduling policy (/proc/PID/task/*/stat) and I/O class (`ionice -p`) are read back.
+`ckptd run` started as the unit starts it (`nice -n 10 ionice -c 3 chrt -b 0`) converts 512 MiB while every
+thread's nice value, policy and I/O class (ioprio_get) are sampled; started at normal priority it must not run
+the `ckptd-nice` keeper thread.
 """
 
 import ctypes
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from daemon_support import Daemon, converted
 
 MIB = 1 << 20
 SOURCE_MIB = 256
@@ -214,3 +218,91 @@ def test_without_nice_the_conversion_keeps_its_priority(ckptd_bin, workdir, sour
     # (libdispatch gives its worker threads a nice value of their own, so not every thread runs at ours.)
     assert not any(nice == 10 or policy == 3 for nice, policy in samples), samples
     shutil.rmtree(out, ignore_errors=True)
+
+
+def thread_names(pid):
+    names = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names.append(Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip())
+        except OSError:
+            continue
+    return names
+
+
+LOWERED_PREFIX = ["nice", "-n", "10", "ionice", "-c", "3", "chrt", "-b", "0"]  # as systemd/ckptd.service
+DAEMON_CHECKPOINTS = 2  # of SOURCE_MIB each: the daemon converts for several seconds
+
+
+def test_daemon_started_lowered_keeps_every_thread_lowered(ckptd_bin, workdir):
+    """`ckptd run` under Nice=10, IOSchedulingClass=idle, CPUSchedulingPolicy=batch: libdispatch starts worker
+    threads at a nice value of its own; the daemon must bring every one of them back down while it converts."""
+    base = workdir / "daemon-lowered"
+    shutil.rmtree(base, ignore_errors=True)
+    root = base / "out"
+    names = [f"checkpoint-{i}" for i in range(DAEMON_CHECKPOINTS)]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        write_safetensors(root / name / "model.safetensors", SOURCE_MIB)
+        (root / name / "trainer_state.json").write_text("{}")
+    daemon = Daemon(base / "daemon")
+    daemon.add_dropin("10-lowered.toml", root, fmt="bin", settle=1)
+    daemon.start(prefix=LOWERED_PREFIX)
+    # A thread may run unlowered until the keeper's next pass (every 200 ms): one still unlowered 0.6 s after it
+    # was first seen so has escaped.
+    first_unlowered = {}
+    escaped = {}
+    samples = 0
+    try:
+        deadline = time.monotonic() + 300
+        while not all(converted(root, name) for name in names):
+            assert daemon.alive(), daemon.log_text()
+            assert time.monotonic() < deadline, "the conversions did not finish"
+            now = time.monotonic()
+            for tid in os.listdir(f"/proc/{daemon.pid}/task"):
+                try:
+                    text = Path(f"/proc/{daemon.pid}/task/{tid}/stat").read_text()
+                except OSError:
+                    continue
+                fields = text[text.rindex(")") + 2:].split()
+                nice, policy = int(fields[16]), int(fields[38])
+                ioprio = _LIBC.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, int(tid))
+                io = ioprio >> 13 if ioprio >= 0 else -1
+                if io == -1:  # the thread just ended
+                    continue
+                samples += 1
+                if nice >= 10 and io == 3 and policy in (3, 5):  # idle I/O class; SCHED_BATCH or SCHED_IDLE
+                    first_unlowered.pop(tid, None)
+                    continue
+                since = first_unlowered.setdefault(tid, now)
+                if now - since > 0.6:
+                    escaped[tid] = (text[text.index("(") + 1:text.rindex(")")], nice, policy, io)
+            time.sleep(0.01)
+        names_running = thread_names(daemon.pid)
+    finally:
+        daemon.stop()
+    log = daemon.log_text()
+    assert samples > 0
+    assert not escaped, f"threads above nice 10 / idle I/O / SCHED_BATCH (tid: name, nice, policy, class): {escaped}"
+    assert "ckptd-nice" in names_running, names_running
+    assert "keeping every thread at nice 10, idle I/O class, SCHED_BATCH" in log, log
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_daemon_started_normal_starts_no_keeper(ckptd_bin, workdir):
+    """At the default priority there is nothing to keep: no `ckptd-nice` thread (it would wake every 200 ms)."""
+    base = workdir / "daemon-normal"
+    shutil.rmtree(base, ignore_errors=True)
+    root = base / "out"
+    root.mkdir(parents=True)
+    daemon = Daemon(base / "daemon")
+    daemon.add_dropin("10-normal.toml", root, fmt="bin", settle=1)
+    daemon.start()
+    try:
+        time.sleep(0.5)
+        names = thread_names(daemon.pid)
+    finally:
+        daemon.stop()
+    assert names and "ckptd-nice" not in names, names
+    assert "keeping every thread" not in daemon.log_text()
+    shutil.rmtree(base, ignore_errors=True)
