@@ -1,6 +1,7 @@
 import CLinux
 import CheckpointFormats
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -82,12 +83,32 @@ public enum ProcessPriority {
   /// instead of inheriting ours), on a thread of its own that lives as long as the process. A thread low enough
   /// is left alone, so this costs one listing of /proc/self/task and three reads per thread each time. No
   /// thread is ever raised.
-  public static func keepLowered(to target: Setting = niceTarget, every interval: Duration = .milliseconds(200)) {
+  ///
+  /// With `whileWorking` (the daemon), the keeper looks only while work marked by `beginWork`/`endWork` runs and
+  /// for `grace` after it, and otherwise sleeps without waking: an idle daemon has no wake-ups of its own. A thread
+  /// that calls `beginWork` is lowered at once, so the heavy work never waits for the keeper's next look.
+  public static func keepLowered(
+    to target: Setting = niceTarget, every interval: Duration = .milliseconds(200), whileWorking: Bool = false,
+    grace: Duration = .seconds(5)
+  ) {
+    keeper.withLock { $0.target = target }
     let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
     let thread = Thread {
       // Named from inside: Foundation on Linux names the kernel thread only when the thread names itself.
       Thread.current.name = "ckptd-nice"
       while true {
+        if whileWorking {
+          let now = ContinuousClock.now
+          let idle = keeper.withLock { state in
+            let resting = state.working == 0 && state.lastWork.map { now - $0 >= grace } ?? true
+            if resting { state.sleeping = true }
+            return resting
+          }
+          if idle {
+            keeperWake.wait()
+            continue
+          }
+        }
         var pause = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var left = timespec()
         while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
@@ -98,6 +119,38 @@ public enum ProcessPriority {
     }
     thread.start()
   }
+
+  /// Marks the start of heavy work (a conversion) on the calling thread: lowers it to what the keeper holds the
+  /// threads to, if a keeper runs, and wakes a keeper that sleeps while nothing works.
+  public static func beginWork() {
+    let (target, wake) = keeper.withLock { state in
+      state.working += 1
+      defer { state.sleeping = false }
+      return (state.target, state.sleeping)
+    }
+    if let target { try? lower(to: target) }
+    if wake { keeperWake.signal() }
+  }
+
+  /// Marks the end of work begun with `beginWork`.
+  public static func endWork() {
+    let now = ContinuousClock.now
+    keeper.withLock { state in
+      state.working -= 1
+      state.lastWork = now
+    }
+  }
+
+  /// What the keeper holds the threads to, how much work runs, and whether the keeper sleeps on `keeperWake`.
+  struct KeeperState {
+    var target: Setting?
+    var working = 0
+    var lastWork: ContinuousClock.Instant?
+    var sleeping = false
+  }
+
+  private static let keeper = Mutex(KeeperState())
+  private static let keeperWake = DispatchSemaphore(value: 0)
 
   /// `target` (default: what `--nice` sets) for one thread (0: the calling thread), on each count where the
   /// thread is not that low already: a thread already lower keeps its value.

@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -279,6 +280,20 @@ def test_daemon_started_lowered_keeps_every_thread_lowered(ckptd_bin, workdir):
                     escaped[tid] = (text[text.index("(") + 1:text.rindex(")")], nice, policy, io)
             time.sleep(0.01)
         names_running = thread_names(daemon.pid)
+        # Idle again, the keeper stops looking (5 s after the last conversion) and sleeps without waking: its
+        # context switches stop growing. A keeper that kept waking every 200 ms would never pass this.
+        keeper = next(tid for tid in os.listdir(f"/proc/{daemon.pid}/task")
+                      if Path(f"/proc/{daemon.pid}/task/{tid}/comm").read_text().strip() == "ckptd-nice")
+        switches = Path(f"/proc/{daemon.pid}/task/{keeper}/status")
+        deadline = time.monotonic() + 60
+        last = None
+        while True:
+            now = int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", switches.read_text()).group(1))
+            if now == last:
+                break
+            assert time.monotonic() < deadline, f"the keeper still wakes 60 s after the last conversion ({now})"
+            last = now
+            time.sleep(2)
     finally:
         daemon.stop()
     log = daemon.log_text()

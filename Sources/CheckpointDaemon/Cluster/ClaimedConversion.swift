@@ -118,6 +118,9 @@ public enum ClaimedConversion {
   static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
       let thread = Thread {
+        // At the priority the daemon was started with, from the first byte (see `Daemon.keepStartPriority`).
+        ProcessPriority.beginWork()
+        defer { ProcessPriority.endWork() }
         continuation.resume(with: Result { try body() })
       }
       thread.stackSize = 8 << 20
