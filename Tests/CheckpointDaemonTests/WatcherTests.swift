@@ -114,6 +114,37 @@ func collect(
     #expect(more.contains { if case .event(let e) = $0 { e.directory == sub } else { false } })
   }
 
+  /// Issue 14 item 5: every checkpoint folder the daemon watched stayed in libinotifytools' own tables (a
+  /// watch struct, its path and two tree nodes, about 300 bytes) after the folder was rotated away or unwatched,
+  /// so RSS grew with every conversion. The library is only a reader now: it holds no watch at all.
+  @Test func folderWatchesLeaveNothingInTheLibrary() async throws {
+    let dir = try WatcherTempDir()
+    defer { dir.cleanup() }
+    let watcher = try InotifyWatcher()
+    defer { watcher.close() }
+    #expect(watcher.descriptor >= 0)
+    var deleted: [Int32] = []
+    for index in 0..<40 {
+      let folder = dir.path + "/checkpoint-\(index)"
+      try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+      let wd = try watcher.watch(folder, mask: WatchMask.checkpoint)
+      // Watched again (a rescan, an attribute change): the same descriptor.
+      #expect(try watcher.watch(folder, mask: WatchMask.checkpoint) == wd)
+      if index % 2 == 0 {
+        watcher.unwatch(wd)
+      } else {
+        deleted.append(wd)
+        try FileManager.default.removeItem(atPath: folder)
+      }
+    }
+    let last = try #require(deleted.last)
+    _ = await collect(watcher) { message in
+      if case .event(let event) = message { event.wd == last && event.has(WatchMask.ignored) } else { false }
+    }
+    for wd in deleted { #expect(watcher.watches[wd] == nil) }
+    #expect(watcher.libraryWatchCount == 0)
+  }
+
   @Test func manyRootsOneWatchEach() throws {
     let dir = try WatcherTempDir()
     defer { dir.cleanup() }

@@ -15,7 +15,9 @@ import SystemPackage
 /// into it (from `inotifytools_initialize` on). Other code talks to it through a request list and a wake-up
 /// pipe; events are copied into `InotifyEvent` values and handed to the client that owns the watch
 /// descriptor. The map from watch descriptor to path is our own: the library's path table goes stale on
-/// deletes and renames. The thread sleeps in `poll(2)` without a timeout: an idle engine never wakes.
+/// deletes and renames, and never shrinks, so watches are added and removed with the kernel calls and the
+/// library only reads events (it needs no table for that). The thread sleeps in `poll(2)` without a timeout:
+/// an idle engine never wakes.
 final class InotifyEngine: Sendable {
   /// The process-wide engine, started on first use.
   static let shared: Result<InotifyEngine, CheckpointError> = {
@@ -45,6 +47,7 @@ final class InotifyEngine: Sendable {
     case remove(wd: Int32, reply: Reply<Void>)
     case dropClient(UInt64)
     case pause(seconds: Double, reply: Reply<Void>)
+    case libraryWatchCount(reply: Reply<Int>)
   }
 
   /// Counters for the status file.
@@ -156,6 +159,14 @@ final class InotifyEngine: Sendable {
   }
 
   var figures: Figures { state.withLock { $0.figures } }
+
+  /// The watches in libinotifytools' own tables (asked on the owner thread): 0 whenever the inotify descriptor
+  /// was found, since watches are then added and removed without the library.
+  func libraryWatchCount() -> Int {
+    let reply = Reply<Int>()
+    submit(.libraryWatchCount(reply: reply))
+    return (try? reply.wait()) ?? -1
+  }
 
   private func submit(_ request: Request) {
     requests.withLock { $0.append(request) }
@@ -284,20 +295,31 @@ final class InotifyEngine: Sendable {
       case .pause(let seconds, let reply):
         pausedUntil = Date().timeIntervalSince1970 + seconds
         reply.finish(.success(()))
+      case .libraryWatchCount(let reply):
+        reply.finish(.success(Int(inotifytools_get_num_watches())))
       }
     }
   }
 
   private func add(path: String, mask: UInt32, client: UInt64) throws -> Int32 {
-    guard inotifytools_watch_file(path, Int32(bitPattern: mask)) != 0 else {
-      throw Self.libraryError("cannot watch", path: path)
-    }
-    // The library only says yes or no, and its path table maps a re-created path to a dead descriptor
-    // (watching-and-systemd.md 1.6). Adding the same watch again with the same mask is idempotent in the
-    // kernel and returns the live descriptor.
-    let wd = inotifyFd >= 0 ? inotify_add_watch(inotifyFd, path, mask) : Self.libraryDescriptor(for: path)
-    guard wd >= 0 else {
-      throw CheckpointError(.io, path: path, "cannot watch: \(String(cString: strerror(errno)))", errno: errno)
+    let wd: Int32
+    if inotifyFd >= 0 {
+      // Straight to the kernel: the library only reads events. Every watch it adds stays in its tables (a
+      // watch struct, the path and two tree nodes, about 300 bytes) until it is removed through the library,
+      // and nothing removes it when the kernel drops the watch (IN_IGNORED: the folder was deleted), nor the
+      // copy a second add of the same path makes; with one watch per checkpoint folder, RSS grew with every
+      // conversion (issue 14 item 5). Adding the same watch again is idempotent in the kernel and returns the
+      // live descriptor.
+      wd = inotify_add_watch(inotifyFd, path, mask)
+      guard wd >= 0 else { throw Self.watchError(errno, path: path) }
+    } else {
+      // The descriptor was not found: the library adds the watch and is asked for its descriptor (its path
+      // table maps a re-created path to a dead descriptor, watching-and-systemd.md 1.6, hence no fast path).
+      guard inotifytools_watch_file(path, Int32(bitPattern: mask)) != 0 else {
+        throw Self.libraryError("cannot watch", path: path)
+      }
+      wd = Self.libraryDescriptor(for: path)
+      guard wd >= 0 else { throw Self.watchError(errno, path: path) }
     }
     state.withLock { state in
       state.watches[wd] = Watch(path: path, mask: mask, client: client)
@@ -315,7 +337,13 @@ final class InotifyEngine: Sendable {
       return true
     }
     // Only watches the kernel still holds: after IN_IGNORED the entry is already gone from our map.
-    if known && inotifyFd >= 0 { _ = inotify_rm_watch(inotifyFd, wd) }
+    guard known else { return }
+    if inotifyFd >= 0 {
+      _ = inotify_rm_watch(inotifyFd, wd)
+    } else {
+      // Added through the library: removed through it, which frees its entry.
+      _ = inotifytools_remove_watch_by_wd(wd)
+    }
   }
 
   private static func libraryDescriptor(for path: String) -> Int32 {
@@ -326,7 +354,10 @@ final class InotifyEngine: Sendable {
   }
 
   private static func libraryError(_ what: String, path: String = "inotify") -> CheckpointError {
-    let code = inotifytools_error()
+    watchError(inotifytools_error(), what, path: path)
+  }
+
+  private static func watchError(_ code: Int32, _ what: String = "cannot watch", path: String) -> CheckpointError {
     let reason = code > 0 ? String(cString: strerror(code)) : "unknown error \(code)"
     if code == ENOSPC {
       return CheckpointError(

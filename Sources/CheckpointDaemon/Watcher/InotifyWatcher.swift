@@ -53,6 +53,9 @@ public final class InotifyWatcher: Sendable {
     return (figures.watches, figures.overflows, figures.unknownWatches)
   }
 
+  /// Watches held in libinotifytools' own tables (process-wide; 0 unless the descriptor was not found).
+  public var libraryWatchCount: Int { engine.libraryWatchCount() }
+
   /// The inotify descriptor (FD_CLOEXEC set), or -1 if it could not be found.
   public var descriptor: Int32 { engine.inotifyFd }
 
