@@ -153,6 +153,11 @@ IOPRIO_WHO_PROCESS = 1
 
 def thread_priorities(pid):
     """(nice, policy, I/O class) of every thread of `pid`: /proc/PID/task/*/stat and ioprio_get(2) per thread."""
+    return [(nice, policy, io) for _, _, nice, policy, io in thread_settings(pid)]
+
+
+def thread_settings(pid):
+    """(tid, name, nice, policy, I/O class) of every thread of `pid`; I/O class -1 for a thread that just ended."""
     found = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -161,7 +166,8 @@ def thread_priorities(pid):
             continue
         fields = text[text.rindex(")") + 2:].split()
         ioprio = _LIBC.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, int(tid))
-        found.append((int(fields[16]), int(fields[38]), ioprio >> 13 if ioprio >= 0 else -1))
+        name = text[text.index("(") + 1:text.rindex(")")]
+        found.append((tid, name, int(fields[16]), int(fields[38]), ioprio >> 13 if ioprio >= 0 else -1))
     return found
 
 
@@ -260,15 +266,7 @@ def test_daemon_started_lowered_keeps_every_thread_lowered(ckptd_bin, workdir):
             assert daemon.alive(), daemon.log_text()
             assert time.monotonic() < deadline, "the conversions did not finish"
             now = time.monotonic()
-            for tid in os.listdir(f"/proc/{daemon.pid}/task"):
-                try:
-                    text = Path(f"/proc/{daemon.pid}/task/{tid}/stat").read_text()
-                except OSError:
-                    continue
-                fields = text[text.rindex(")") + 2:].split()
-                nice, policy = int(fields[16]), int(fields[38])
-                ioprio = _LIBC.syscall(SYS_IOPRIO_GET, IOPRIO_WHO_PROCESS, int(tid))
-                io = ioprio >> 13 if ioprio >= 0 else -1
+            for tid, name, nice, policy, io in thread_settings(daemon.pid):
                 if io == -1:  # the thread just ended
                     continue
                 samples += 1
@@ -277,7 +275,7 @@ def test_daemon_started_lowered_keeps_every_thread_lowered(ckptd_bin, workdir):
                     continue
                 since = first_unlowered.setdefault(tid, now)
                 if now - since > 0.6:
-                    escaped[tid] = (text[text.index("(") + 1:text.rindex(")")], nice, policy, io)
+                    escaped[tid] = (name, nice, policy, io)
             time.sleep(0.01)
         names_running = thread_names(daemon.pid)
         # Idle again, the keeper stops looking (5 s after the last conversion) and sleeps without waking: its
