@@ -44,12 +44,6 @@ public enum ProcessPriority {
       nice > 0 || ioClass == ProcessPriority.idleClass || ProcessPriority.policyRank(policy) > 0
     }
 
-    /// At least as low as `target` on every count `target` lowers (nice, idle I/O class, batch/idle policy).
-    public func isAtLeastAsLow(as target: Setting) -> Bool {
-      nice >= target.nice && (target.ioClass != ProcessPriority.idleClass || ioClass == ProcessPriority.idleClass)
-        && ProcessPriority.policyRank(policy) >= ProcessPriority.policyRank(target.policy)
-    }
-
     /// "nice 10, idle I/O class, SCHED_BATCH": what a keeper of this target holds the threads to.
     public var description: String {
       var parts = ["nice \(nice)"]
@@ -74,8 +68,13 @@ public enum ProcessPriority {
 
   /// `target` (default: what `--nice` sets) for every thread of this process.
   public static func lowerProcess(to target: Setting = niceTarget) throws {
-    let tasks = FileSystem.directoryEntries("/proc/self/task").compactMap { Int32($0) }
+    let tasks = threads()
     for thread in tasks.isEmpty ? [Int32(0)] : tasks { try lower(thread: thread, to: target) }
+  }
+
+  /// The ids of this process's threads now (/proc/self/task).
+  static func threads() -> [Int32] {
+    FileSystem.directoryEntries("/proc/self/task").compactMap { Int32($0) }
   }
 
   /// Lowers to `target` (default: what `--nice` sets), every `interval`, any thread of the process that is not
@@ -92,7 +91,7 @@ public enum ProcessPriority {
     grace: Duration = .seconds(5)
   ) {
     keeper.withLock { $0.target = target }
-    let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+    let nanoseconds = interval.nanosecondCount
     let thread = Thread {
       // Named from inside: Foundation on Linux names the kernel thread only when the thread names itself.
       Thread.current.name = "ckptd-nice"
@@ -112,9 +111,7 @@ public enum ProcessPriority {
         var pause = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
         var left = timespec()
         while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
-        for task in FileSystem.directoryEntries("/proc/self/task").compactMap({ Int32($0) }) {
-          if !current(thread: task).isAtLeastAsLow(as: target) { try? lower(thread: task, to: target) }
-        }
+        for task in threads() { try? lower(thread: task, to: target) }
       }
     }
     thread.start()
@@ -155,7 +152,8 @@ public enum ProcessPriority {
   /// `target` (default: what `--nice` sets) for one thread (0: the calling thread), on each count where the
   /// thread is not that low already: a thread already lower keeps its value.
   public static func lower(thread: Int32 = 0, to target: Setting = niceTarget) throws {
-    let label = "thread \(thread == 0 ? ckptd_gettid() : thread)"
+    // Named only for an error: the keeper calls this for every thread every 200 ms.
+    var label: String { "thread \(thread == 0 ? ckptd_gettid() : thread)" }
     let now = current(thread: thread)
     if target.ioClass == idleClass, now.ioClass != idleClass, ckptd_ioprio_set_thread(thread, idleClass, 0) != 0 {
       let err = errno

@@ -193,13 +193,25 @@ extension ProcessWideInotifyTests {
   /// A daemon watching a bindfs mount, while a "trainer on another node" writes into its backing folder. A rescan
   /// caused by another test (an overflow) would list the mount and find the checkpoint without polling.
   @Suite(.timeLimit(.minutes(2))) struct BlindMounts {
+    /// A new bindfs mount (nil without bindfs) and a started daemon watching its `run` folder, with `dropinExtra`
+    /// in the drop-in; the caller unmounts.
+    static func daemonOnMount(dropinExtra: String) throws -> (BindfsMount, DaemonFixture)? {
+      guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return nil }
+      do {
+        try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
+        let fixture = try DaemonFixture(
+          rootPath: mount.mountPoint + "/run", dropinExtra: dropinExtra, mainExtra: DaemonClusterTests.cluster)
+        fixture.start()
+        return (mount, fixture)
+      } catch {
+        mount.unmount()
+        throw error
+      }
+    }
+
     @Test func pollingFindsWhatInotifyCannotSeeOnAFuseMount() async throws {
-      guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
+      guard let (mount, fixture) = try Self.daemonOnMount(dropinExtra: "poll_seconds = 3") else { return }
       defer { mount.unmount() }
-      try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
-      let fixture = try DaemonFixture(
-        rootPath: mount.mountPoint + "/run", dropinExtra: "poll_seconds = 3", mainExtra: DaemonClusterTests.cluster)
-      fixture.start()
       #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "poll" })
       let fs = await fixture.daemon.status.directories.first?.fileSystem
       #expect(fs?.type == "fuse.ckptdtest")
@@ -219,12 +231,8 @@ extension ProcessWideInotifyTests {
     }
 
     @Test func inotifyAloneStaysBlindToWritesFromAnotherNode() async throws {
-      guard let mount = try BindfsMount.make(subtype: "ckptdtest") else { return }
+      guard let (mount, fixture) = try Self.daemonOnMount(dropinExtra: "watch = \"inotify\"") else { return }
       defer { mount.unmount() }
-      try FileManager.default.createDirectory(atPath: mount.backing + "/run", withIntermediateDirectories: true)
-      let fixture = try DaemonFixture(
-        rootPath: mount.mountPoint + "/run", dropinExtra: "watch = \"inotify\"", mainExtra: DaemonClusterTests.cluster)
-      fixture.start()
       #expect(await fixture.until { await $0.status.directories.first?.fileSystem?.mode == "inotify" })
       try fixture.checkpoint("checkpoint-1", in: mount.backing + "/run")
       // No deadline is pending and no event comes: what `watch = "auto"` polls for is never seen.

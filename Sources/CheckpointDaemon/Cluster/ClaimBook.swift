@@ -181,6 +181,11 @@ public struct ClaimBook: Sendable {
     }
   }
 
+  /// The generation a pending name of `pendingNames` is being made for (the digits before its dot), if they are one.
+  static func pendingGeneration(_ name: String, prefix: String) -> Int? {
+    Int(name.dropFirst(prefix.count).prefix { $0 != "." })
+  }
+
   /// The generations of the claim files in `folder`.
   static func generations(in folder: String, prefix: String) -> [Int] {
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }

@@ -22,9 +22,8 @@ public enum TemporarySweep {
     // Half-made claim files are dead ends (their link can only fail now), except one of the next generation:
     // that belongs to someone taking our claim over right now, and is left to them.
     let pending = Set(
-      ClaimBook.pendingNames(in: names, prefix: claim.prefix).filter { name in
-        let generation = name.dropFirst(claim.prefix.count).prefix { $0 != "." }
-        return Int(generation) != claim.generation + 1
+      ClaimBook.pendingNames(in: names, prefix: claim.prefix).filter {
+        ClaimBook.pendingGeneration($0, prefix: claim.prefix) != claim.generation + 1
       })
     for name in names where name.hasPrefix(OutputFile.temporaryPrefix) || pending.contains(name) {
       if unlink(ClaimBook.join(folder, name)) == 0 { removed.append(name) }

@@ -196,7 +196,12 @@ extension Daemon {
     let latest = root.latestRecords()
     let names = Reconcile.checkpointFolders(in: root.path, rules: root.tracker.rules)
     for name in names { consider(root, name: name, manifest: latest) }
-    let present = Set(names)
+    dropAbsent(root, present: Set(names))
+  }
+
+  /// Forgets what is gone from a listing of the root (scan or poll): tracked folders, done names and the manifest
+  /// records of checkpoints not in `present`.
+  func dropAbsent(_ root: WatchedRoot, present: Set<String>) {
     for folder in root.tracker.folders
     where !present.contains((folder as NSString).lastPathComponent) {
       folderGone(root, name: (folder as NSString).lastPathComponent)

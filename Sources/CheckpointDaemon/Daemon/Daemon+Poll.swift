@@ -33,9 +33,8 @@ extension Daemon {
   /// The first multiple of `interval` on the clock after `now`: directories with the same `poll_seconds` are
   /// polled in one pass (one wake-up, one status write), however far apart they were found.
   static func nextTick(after now: Duration, every interval: Duration) -> Duration {
-    let step = max(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000, 1)
-    let at = now.components.seconds * 1_000_000_000 + now.components.attoseconds / 1_000_000_000
-    return .nanoseconds((at / step + 1) * step)
+    let step = max(interval.nanosecondCount, 1)
+    return .nanoseconds((now.nanosecondCount / step + 1) * step)
   }
 
   /// Polls every directory whose time has come.
@@ -81,16 +80,10 @@ extension Daemon {
       if manifest == nil { manifest = root.latestRecords() }
       consider(root, name: name, manifest: manifest ?? [:])
     }
-    root.done = root.done.intersection(present)
-    root.keepRecords(only: present)
+    dropAbsent(root, present: present)
     let wallSeconds = clock.wallSeconds
     for folder in root.tracker.folders {
-      let name = (folder as NSString).lastPathComponent
-      guard present.contains(name) else {
-        folderGone(root, name: name)
-        continue
-      }
-      if root.converting.contains(name) { continue }
+      if root.converting.contains((folder as NSString).lastPathComponent) { continue }
       guard let snapshot = FolderSnapshot.take(folder, keep: root.tracker.rules.readyMarker) else { continue }
       if root.tracker.observe(folder, snapshot: snapshot, now: wallSeconds) {
         let quiet = max(Duration.seconds(root.config.settleSeconds), options.stabilityDelay)
