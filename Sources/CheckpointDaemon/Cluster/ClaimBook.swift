@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -203,16 +204,11 @@ public struct ClaimBook: Sendable {
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 4096)
-    var total = 0
-    while total < buffer.count {
-      let n = buffer.withUnsafeMutableBytes { raw -> Int in
-        guard let base = raw.baseAddress else { return 0 }
-        return pread(fd, base + total, raw.count - total, off_t(total))
-      }
-      if n < 0 && errno == EINTR { continue }
-      if n <= 0 { break }
-      total += n
-    }
+    // A failed read gives no bytes: an unreadable claim file is one that does not parse.
+    let total =
+      (try? buffer.withUnsafeMutableBytes { raw in
+        try FileDescriptor(rawValue: fd).readFully(at: 0, into: raw, path: path)
+      }) ?? 0
     return Array(buffer[0..<total])
   }
 
