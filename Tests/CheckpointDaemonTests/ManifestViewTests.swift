@@ -49,6 +49,29 @@ import Testing
     #expect(view.counts == ["converted": 2, "failed": 1, "exec": 1])
   }
 
+  @Test func aManifestThatCannotBeReadKeepsWhatWasRead() throws {
+    let dir = CoreTempDir()
+    let path = dir.path + "/m.jsonl"
+    var view = ManifestView(path: path)
+    try Manifest(path: path).append(Self.record("checkpoint-1"))
+    #expect(view.refreshed().keys.sorted() == ["checkpoint-1"])
+    // A directory in its place opens but cannot be read (EISDIR), as an NFS read can fail with EIO or ESTALE: the
+    // records read stand (forgetting them would make every converted checkpoint look new).
+    try FileManager.default.moveItem(atPath: path, toPath: path + ".away")
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+    #expect(view.refreshed().keys.sorted() == ["checkpoint-1"])
+    #expect(view.fresh().keys.sorted() == ["checkpoint-1"])
+    // Readable again: read from the start, with what was appended meanwhile.
+    try FileManager.default.removeItem(atPath: path)
+    try FileManager.default.moveItem(atPath: path + ".away", toPath: path)
+    try Manifest(path: path).append(Self.record("checkpoint-2"))
+    #expect(view.refreshed().keys.sorted() == ["checkpoint-1", "checkpoint-2"])
+    #expect(view.counts["converted"] == 2)
+    // Removed: nothing is known.
+    try FileManager.default.removeItem(atPath: path)
+    #expect(view.refreshed().isEmpty)
+  }
+
   @Test func aReplacedOrTruncatedManifestIsReadAgainFromTheStart() throws {
     let dir = CoreTempDir()
     let path = dir.path + "/m.jsonl"

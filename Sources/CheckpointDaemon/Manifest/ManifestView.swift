@@ -1,5 +1,6 @@
 import CheckpointFormats
 import Foundation
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -37,7 +38,8 @@ struct ManifestView {
   mutating func refreshed() -> [String: ManifestRecord] {
     var info = stat()
     guard stat(path, &info) == 0 else {
-      reset()
+      // No manifest (any more): nothing is known. ESTALE and the like: what was read stands.
+      if errno == ENOENT { reset() }
       return latest
     }
     if let seen, device == UInt64(info.st_dev), inode == UInt64(info.st_ino), seen.size == Int64(info.st_size),
@@ -77,41 +79,39 @@ struct ManifestView {
     seen = nil
   }
 
+  /// Reads what was appended since the last look, or the whole file when it is another file or was rewritten. A
+  /// failed open or read (other than ENOENT) changes nothing: what was read stands until the next look reads.
   private mutating func read() {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
-      // ENOENT: no manifest (yet); ESTALE and the like: read again at the next look.
-      reset()
+      if errno == ENOENT { reset() }
       return
     }
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { return }
     let size = Int64(info.st_size)
-    if device != UInt64(info.st_dev) || inode != UInt64(info.st_ino) || size < offset {
+    var appended: ArraySlice<UInt8>?
+    if device == UInt64(info.st_dev) && inode == UInt64(info.st_ino) && size >= offset {
+      // Even at the same length the last line is compared: the file may have been rewritten to that length.
+      guard size > offset || !tail.isEmpty else {
+        seen = (size, info.st_mtim)
+        return
+      }
+      let from = offset - Int64(tail.count)
+      guard let bytes = Self.read(fd, from: from, count: Int(size - from), path: path) else { return }
+      if bytes.starts(with: tail) { appended = bytes.dropFirst(tail.count) }
+    }
+    if appended == nil {
+      // Another file, a shorter one, or one rewritten in place: read from the start.
+      guard let whole = Self.read(fd, from: 0, count: Int(size), path: path) else { return }
       reset()
       device = UInt64(info.st_dev)
       inode = UInt64(info.st_ino)
+      appended = whole[...]
     }
     seen = (size, info.st_mtim)
-    // Even at the same length the last bytes are compared: the file may have been rewritten to that length.
-    guard size > offset || (size == offset && !tail.isEmpty) else { return }
-    let from = offset - Int64(tail.count)
-    var bytes = Self.read(fd, from: from, count: Int(size - from))
-    if !tail.isEmpty {
-      guard bytes.starts(with: tail) else {
-        // Rewritten in place: start over.
-        reset()
-        device = UInt64(info.st_dev)
-        inode = UInt64(info.st_ino)
-        seen = (size, info.st_mtim)
-        bytes = Self.read(fd, from: 0, count: Int(size))
-        parse(bytes[...])
-        return
-      }
-      bytes.removeFirst(tail.count)
-    }
-    parse(bytes[...])
+    parse(appended ?? [])
   }
 
   /// Parses the whole lines of `bytes` (which start at `offset`): a record being appended right now, or a torn
@@ -140,18 +140,12 @@ struct ManifestView {
     return kept
   }
 
-  private static func read(_ fd: Int32, from start: Int64, count: Int) -> [UInt8] {
+  /// `count` bytes at `start` (fewer at the end of the file); nil when the read fails.
+  private static func read(_ fd: Int32, from start: Int64, count: Int, path: String) -> [UInt8]? {
     var bytes = [UInt8](repeating: 0, count: count)
-    var got = 0
-    while got < count {
-      let n = bytes.withUnsafeMutableBytes { raw -> Int in
-        guard let base = raw.baseAddress else { return 0 }
-        return pread(fd, base + got, raw.count - got, off_t(start) + off_t(got))
-      }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else { break }
-      got += n
+    let got = try? bytes.withUnsafeMutableBytes { raw in
+      try FileDescriptor(rawValue: fd).readFully(at: start, into: raw, path: path)
     }
-    return Array(bytes[0..<got])
+    return got.map { Array(bytes[0..<$0]) }
   }
 }
