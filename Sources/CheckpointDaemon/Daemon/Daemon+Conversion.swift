@@ -180,22 +180,21 @@ extension Daemon {
     if case .failure(let error) = result,
       job.token.isCancelled || (error as? CheckpointError)?.code == .cancelled
     {
-      if let root, job.claimLost || job.claim.map({ !$0.claim.isCurrent() }) == true {
-        // Another instance took the claim over (it judged ours stale): it converts the checkpoint; this one
-        // committed nothing, touches nothing of the new holder's, and looks again later.
-        let by = job.claim?.claim.supersededBy().map { " by \($0.holder)" } ?? ""
-        logger.warning("\(job.folder): claim taken over\(by); stopped without committing")
-        job.claim?.release()
-        try? job.rootHandle?.close()
-        if !stopping && root.tracker.isTracking(job.folder) {
-          folderDue[job.folder] = Due(root: root.path, at: clock.now() + claimRecheck)
-        }
-        return
-      }
-      removeOwnTemporaries(job)
+      // Taken over: another instance judged our claim stale and converts the checkpoint; this one committed
+      // nothing, touches nothing of the new holder's (its temporaries included), and looks again later.
+      let lost = root != nil && (job.claimLost || job.claim.map({ !$0.claim.isCurrent() }) == true)
+      let by = lost ? job.claim?.claim.supersededBy().map { " by \($0.holder)" } ?? "" : ""
+      if !lost { removeOwnTemporaries(job) }
       job.claim?.release()
       try? job.rootHandle?.close()
-      logger.info("abandoned \(job.folder); it is converted again on the next start")
+      guard lost, let root else {
+        logger.info("abandoned \(job.folder); it is converted again on the next start")
+        return
+      }
+      logger.warning("\(job.folder): claim taken over\(by); stopped without committing")
+      if !stopping && root.tracker.isTracking(job.folder) {
+        folderDue[job.folder] = Due(root: root.path, at: clock.now() + claimRecheck)
+      }
       return
     }
     // A root removed (and maybe re-created) meanwhile: its old manifest went with it, and the new one must
