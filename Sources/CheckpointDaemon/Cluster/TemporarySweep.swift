@@ -18,17 +18,16 @@ public enum TemporarySweep {
   public static func removeLeftovers(in folder: String, under claim: Claim) -> [String] {
     guard claim.isCurrent() else { return [] }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-    var removed: [String] = []
     // Half-made claim files are dead ends (their link can only fail now), except one of the next generation:
     // that belongs to someone taking our claim over right now, and is left to them.
     let pending = Set(
       ClaimBook.pendingNames(in: names, prefix: claim.prefix).filter {
         ClaimBook.pendingGeneration($0, prefix: claim.prefix) != claim.generation + 1
       })
-    for name in names where name.hasPrefix(OutputFile.temporaryPrefix) || pending.contains(name) {
-      if unlink(ClaimBook.join(folder, name)) == 0 { removed.append(name) }
+    let removed = Reconcile.removeEntries(named: names, in: folder) {
+      $0.hasPrefix(OutputFile.temporaryPrefix) || pending.contains($0)
     }
     if !removed.isEmpty { OutputFile.syncDirectory(folder) }
-    return removed.sorted()
+    return removed
   }
 }

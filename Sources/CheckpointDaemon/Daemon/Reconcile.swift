@@ -11,12 +11,14 @@ public enum Reconcile {
   /// run; returns the names removed.
   @discardableResult
   public static func removeStaleTemporaries(in folder: String) -> [String] {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-    var removed: [String] = []
-    for name in names where name.hasPrefix(OutputFile.temporaryPrefix) {
-      if unlink(folder + "/" + name) == 0 { removed.append(name) }
+    removeEntries(named: (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [], in: folder) {
+      $0.hasPrefix(OutputFile.temporaryPrefix)
     }
-    return removed.sorted()
+  }
+
+  /// Unlinks the entries of `folder` among `names` that `matching` picks; returns the names removed, sorted.
+  static func removeEntries(named names: [String], in folder: String, where matching: (String) -> Bool) -> [String] {
+    names.filter { matching($0) && unlink(ClaimBook.join(folder, $0)) == 0 }.sorted()
   }
 
   /// The sub-folders of `root` whose names match `rules`, sorted by name.
